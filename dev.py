@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""The two commands of the README, with all their set-up.
+
+    python3 dev.py book     build the book into _build/html (from the notebooks' stored outputs)
+    python3 dev.py test     run the tests: lint, the package, the notebooks (smoke preset), the book
+
+Each command first makes a virtual environment in .venv (unless one is active) and installs
+minit2i with its dev tools there; it reinstalls only when pyproject.toml or requirements.txt change.
+Only the Python standard library is used here, so a fresh machine with Python >= 3.10 suffices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+
+
+def run(*cmd, env=None) -> None:
+    print("+", " ".join(map(str, cmd)), flush=True)
+    result = subprocess.run([str(c) for c in cmd], cwd=ROOT, env=env)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def python() -> Path:
+    """The environment's interpreter, after making sure everything is installed in it."""
+    if sys.version_info < (3, 10):
+        sys.exit(f"minit2i needs Python >= 3.10; this is {sys.version.split()[0]}")
+    if sys.prefix != sys.base_prefix or os.environ.get("MINIT2I_NO_VENV"):
+        py = Path(sys.executable)              # an active venv (or conda env): use it
+    else:
+        py = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+        if not py.exists():
+            run(sys.executable, "-m", "venv", VENV)
+    stamp = py.parent.parent / ".minit2i-install-stamp"
+    wanted = hashlib.sha256(b"".join(
+        (ROOT / f).read_bytes() for f in ("pyproject.toml", "requirements.txt"))).hexdigest()
+    if not stamp.exists() or stamp.read_text() != wanted:
+        run(py, "-m", "pip", "install", "--upgrade", "pip")
+        run(py, "-m", "pip", "install", "-r", ROOT / "requirements.txt", "-e", f"{ROOT}[dev]")
+        stamp.write_text(wanted)
+    return py
+
+
+def book() -> None:
+    py = python()
+    run(py, "-m", "jupyter_book", "build", ROOT, "-W", "-n", "--keep-going")
+    print(f"\nThe book is in {ROOT / '_build' / 'html' / 'index.html'}")
+
+
+def test(extra: list[str]) -> None:
+    py = python()
+    env = dict(os.environ)
+    env["MINIT2I_PRESET"] = "smoke"                 # notebooks and models at CI scale
+    env.setdefault("MINIT2I_CACHE", tempfile.mkdtemp(prefix="minit2i-cache-"))
+    env.setdefault("MPLBACKEND", "Agg")
+    run(py, "-m", "ruff", "check", "minit2i", "tests", "benchmarks", "dev.py", env=env)
+    run(py, "-m", "pytest", "tests", "notebooks", "--nbval-lax", "-p", "no:cacheprovider",
+        "--durations=15", *extra, env=env)
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("book", "test"):
+        sys.exit(__doc__)
+    if sys.argv[1] == "book":
+        book()
+    else:
+        test(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()

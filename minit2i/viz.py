@@ -1,0 +1,73 @@
+"""Figures the chapters share: image grids with captions, and training curves.
+
+Plotting lives here (and in the notebooks), never in model code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def as_uint8(images) -> np.ndarray:
+    """Images as np.uint8 (N, H, W, 3), from uint8 or [-1, 1] float, channels first or last."""
+    x = images.detach().cpu() if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
+    if x.ndim == 3:
+        x = x[None]
+    if x.shape[1] == 3 and x.shape[-1] != 3:
+        x = x.permute(0, 2, 3, 1)
+    if x.dtype != torch.uint8:
+        x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.numpy()
+
+
+def image_grid(images, captions: Sequence[str] | None = None, ncols: int = 8,
+               title: str | None = None, scale: float = 1.3, wrap: int = 18):
+    """A figure of images in a grid, each with an optional (wrapped) caption."""
+    imgs = as_uint8(images)
+    n = len(imgs)
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    extra = 0.45 if captions is not None else 0.0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, (scale + extra) * nrows),
+                             squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(imgs[k], interpolation="nearest")
+            if captions is not None:
+                ax.set_title(_wrap(captions[k], wrap), fontsize=6.5)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _wrap(text: str, width: int) -> str:
+    lines, line = [], ""
+    for w in text.split():
+        if line and len(line) + 1 + len(w) > width:
+            lines.append(line)
+            line = w
+        else:
+            line = f"{line} {w}".strip()
+    return "\n".join(lines + [line])
+
+
+def plot_history(history, keys: Sequence[str] | None = None, title: str = "training",
+                 logy: bool = False, ax=None):
+    """Plot a train.History: one line per loss against the step."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for k in keys or history.values:
+        ax.plot(history.steps, history.values[k], label=k)
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    if logy:
+        ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return ax
