@@ -32,15 +32,17 @@ def image_grid(images, captions: Sequence[str] | None = None, ncols: int = 8,
     n = len(imgs)
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
-    extra = 0.45 if captions is not None else 0.0
+    wrapped = [_wrap(c, wrap) for c in captions] if captions is not None else None
+    lines = max((w.count("\n") + 1 for w in wrapped), default=0) if wrapped else 0
+    extra = 0.2 * lines                                   # room above each image for its caption
     fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, (scale + extra) * nrows),
                              squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < n:
             ax.imshow(imgs[k], interpolation="nearest")
-            if captions is not None:
-                ax.set_title(_wrap(captions[k], wrap), fontsize=6.5)
+            if wrapped is not None:
+                ax.set_title(wrapped[k], fontsize=6.5)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -1,0 +1,21 @@
+"""Shared pytest set-up: small thread counts and a private model cache per test session."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty MINIT2I_CACHE for train-or-load tests."""
+    monkeypatch.setenv("MINIT2I_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+os.environ.setdefault("MINIT2I_PRESET", "smoke")
