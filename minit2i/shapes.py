@@ -181,7 +181,7 @@ def _shape_alpha(shape: str, n: int, supersample: int = 4) -> np.ndarray:
     if shape == "circle":
         inside = x**2 + y**2 <= 1
     elif shape == "square":
-        inside = (np.abs(x) <= 0.85) & (np.abs(y) <= 0.85)
+        inside = (np.abs(x) <= 0.92) & (np.abs(y) <= 0.92)
     elif shape == "diamond":
         inside = np.abs(x) + np.abs(y) <= 1
     elif shape == "triangle":                            # apex up, base at the bottom
