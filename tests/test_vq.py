@@ -1,0 +1,149 @@
+"""Vector quantization against brute force, the straight-through gradient, the loss terms'
+weights, EMA updates, the collapse cures, and the VQ-VAE."""
+
+import pytest
+import torch
+from helpers import assert_matches_reference
+
+from minit2i.vq import (
+    VQVAE,
+    EMAVectorQuantizer,
+    VectorQuantizer,
+    VQVAEConfig,
+    kmeans_init,
+    perplexity,
+    psnr,
+    quantize,
+    restart_dead_codes,
+    vq_loss,
+)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(7, 4), (2, 3, 5, 4), (1, 4)])
+def test_quantize_matches_brute_force(dtype, shape):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(*shape, generator=g, dtype=dtype, requires_grad=True)
+    codebook = torch.randn(11, 4, generator=g, dtype=dtype)
+
+    def reference(z):                       # cdist argmin; value codebook[idx], gradient identity
+        idx = torch.cdist(z.detach().reshape(-1, 4), codebook).argmin(1).reshape(z.shape[:-1])
+        return z + (codebook[idx] - z).detach(), idx
+
+    assert_matches_reference(lambda z: quantize(z, codebook), reference, z)
+    z_q, idx = quantize(z, codebook)
+    torch.testing.assert_close(z_q, codebook[idx])
+
+
+def test_straight_through_gradient_is_identity():
+    z = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    codebook = torch.randn(4, 3, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda z: quantize(z, codebook)[0], z)
+    torch.testing.assert_close(jac.reshape(15, 15), torch.eye(15, dtype=torch.float64))
+
+
+def test_beta_weighs_the_commitment_term():
+    z = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    e = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    beta, n = 0.25, z.numel()
+    vq_loss(z, e, beta).backward()
+    # encoder: beta * 2 (z - e) / N ; codebook: 2 (e - z) / N
+    torch.testing.assert_close(z.grad, beta * 2 * (z - e).detach() / n)
+    torch.testing.assert_close(e.grad, 2 * (e - z).detach() / n)
+
+
+def test_vector_quantizer_outputs():
+    vq = VectorQuantizer(16, 4)
+    z = torch.randn(2, 4, 3, 5)
+    z_q, idx, loss, ppl = vq(z)
+    assert z_q.shape == z.shape and idx.shape == (2, 3, 5) and loss.ndim == 0
+    assert 1 <= ppl <= 16
+    with pytest.raises(ValueError, match=r"\(B, 4, H, W\)"):
+        vq(torch.randn(2, 3, 3, 5))
+    with pytest.raises(ValueError, match="share D"):
+        quantize(torch.randn(3, 4), torch.randn(5, 3))
+
+
+def test_perplexity_of_uniform_and_single_code_usage():
+    assert perplexity(torch.arange(8), 8).item() == pytest.approx(8, rel=1e-4)
+    assert perplexity(torch.zeros(10, dtype=torch.long), 8).item() == pytest.approx(1, rel=1e-4)
+
+
+def test_ema_update_matches_hand_computation():
+    vq = EMAVectorQuantizer(2, 1, decay=0.5)
+    vq.codebook.data = torch.tensor([[0.0], [10.0]])
+    vq.ema_sum.copy_(vq.codebook)
+    vq.ema_count.fill_(1.0)
+    z = torch.tensor([[1.0], [3.0], [9.0]])
+    vq.ema_update(z, torch.tensor([0, 0, 1]))
+    # counts: 0.5*1 + 0.5*2 = 1.5 and 0.5*1 + 0.5*1 = 1; sums: 0.5*0 + 0.5*4 = 2, 0.5*10 + 0.5*9
+    count = torch.tensor([1.5, 1.0])
+    smoothed = (count + 1e-5) / (count.sum() + 2e-5) * count.sum()
+    torch.testing.assert_close(vq.codebook[:, 0], torch.tensor([2.0, 9.5]) / smoothed)
+    assert not vq.codebook.requires_grad
+
+
+def test_dead_codes_restart_on_encoder_outputs():
+    vq = VectorQuantizer(4, 2)
+    z = torch.randn(50, 2) + 100              # far from every code: all but one code are dead
+    usage = torch.bincount(quantize(z, vq.codebook)[1], minlength=4)
+    assert restart_dead_codes(vq, z, usage) == int((usage == 0).sum())
+    assert torch.bincount(quantize(z, vq.codebook)[1], minlength=4).gt(0).sum() > 1
+
+
+def test_kmeans_init_finds_clusters():
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    z = (centres[:, None] + 0.1 * torch.randn(3, 40, 2)).reshape(-1, 2)
+    vq = VectorQuantizer(3, 2)
+    kmeans_init(vq, z, iters=20)
+    dist = torch.cdist(centres, vq.codebook.detach()).min(1).values
+    assert dist.max() < 0.5
+
+
+def test_vqvae_shapes_and_round_trip():
+    model = VQVAE(VQVAEConfig(channels=8, num_codes=32, code_dim=4)).eval()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    out = model(x)
+    assert out["recon"].shape == x.shape and out["indices"].shape == (2, 8, 8)
+    assert model.grid == 8 and model.num_codes == 32
+    idx = model.encode(x)
+    assert torch.equal(idx, out["indices"])
+    z_q = model.quantizer(model.encoder(x))[0]
+    torch.testing.assert_close(model.decode_indices(idx), model.decoder(z_q))
+    with pytest.raises(ValueError, match=r"\(B, 3, 64, 64\)"):
+        model(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="token ids"):
+        model.decode_indices(torch.full((1, 8, 8), 32))
+
+
+def test_vqvae_overfits_one_batch():
+    torch.manual_seed(0)
+    from minit2i.shapes import ShapesDataset
+    images, _, _ = ShapesDataset("train", 8, 64).tensors()
+    x = images.float() / 127.5 - 1
+    model = VQVAE(VQVAEConfig(channels=16, num_codes=64, code_dim=8))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    first = None
+    for _ in range(60):
+        out = model(x)
+        loss = torch.nn.functional.mse_loss(out["recon"], x) + out["vq_loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else loss.item()
+    assert loss.item() < 0.3 * first
+
+
+def test_psnr():
+    x = torch.zeros(2, 3, 4, 4)
+    expected = 10 * torch.log10(torch.tensor(4 / 0.04)).item()
+    assert psnr(x, x + 0.2)[0].item() == pytest.approx(expected)
+
+
+def test_train_or_load_vqvae_in_smoke(cache):
+    from minit2i.zoo import load_or_train
+    model = load_or_train("vqvae", "smoke", device="cpu", verbose=False)
+    assert {"psnr", "usage", "perplexity"} <= set(model.metrics)
+    again = load_or_train("vqvae", "smoke", device="cpu", verbose=False)
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
