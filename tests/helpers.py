@@ -19,8 +19,9 @@ def _outputs(result) -> tuple[torch.Tensor, ...]:
     return tuple(r for r in result if isinstance(r, torch.Tensor))
 
 
-def assert_matches_reference(ours: Callable, reference: Callable, *inputs, atol: float | None = None,
-                             rtol: float | None = None, seed: int = 0) -> None:
+def assert_matches_reference(ours: Callable, reference: Callable, *inputs,
+                             atol: float | None = None, rtol: float | None = None,
+                             seed: int = 0) -> None:
     """Assert ``ours(*inputs)`` equals ``reference(*inputs)`` in values and in gradients.
 
     Non-tensor inputs are passed through. Tensor inputs with ``requires_grad`` are differentiated:
