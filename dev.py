@@ -31,7 +31,7 @@ def run(*cmd, env=None) -> None:
 
 def python() -> Path:
     """The environment's interpreter, after making sure everything is installed in it."""
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036  (this file may run under an old python3)
         sys.exit(f"minit2i needs Python >= 3.10; this is {sys.version.split()[0]}")
     if sys.prefix != sys.base_prefix or os.environ.get("MINIT2I_NO_VENV"):
         py = Path(sys.executable)              # an active venv (or conda env): use it
@@ -51,7 +51,9 @@ def python() -> Path:
 
 def book() -> None:
     py = python()
-    run(py, "-m", "jupyter_book", "build", ROOT, "-W", "-n", "--keep-going")
+    # jupyter_book has no __main__ module: call its command-line entry point.
+    run(py, "-c", "from jupyter_book.cli.main import main; main()", "build", ROOT,
+        "-W", "-n", "--keep-going")
     print(f"\nThe book is in {ROOT / '_build' / 'html' / 'index.html'}")
 
 

@@ -74,5 +74,6 @@ def describe(preset: str | None = None) -> str:
     device = get_device()
     dtype = amp_dtype(device)
     gpu = f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""
-    return (f"device: {device.type}{gpu}, precision: {str(dtype).replace('torch.', '') if dtype else 'float32'}, "
+    precision = str(dtype).replace("torch.", "") if dtype else "float32"
+    return (f"device: {device.type}{gpu}, precision: {precision}, "
             f"preset: {preset_name(preset)}")

@@ -63,7 +63,7 @@ JITTER = 0.025
 
 @dataclass(frozen=True)
 class Obj:
-    """One object. ``size`` and ``position`` may be None in a parsed prompt that leaves them open."""
+    """One object; ``size`` and ``position`` are None in a parsed prompt that leaves them open."""
 
     shape: str
     color: str
@@ -174,7 +174,7 @@ def sample_scene(rng: np.random.Generator, n_objects: int = 1, split: str = "tra
 # ---------------------------------------------------------------------------------------------
 
 def _shape_alpha(shape: str, n: int, supersample: int = 4) -> np.ndarray:
-    """Coverage (n, n) in [0, 1] of ``shape`` filling an n x n box, anti-aliased by supersampling."""
+    """Coverage (n, n) in [0, 1] of ``shape`` in an n x n box, anti-aliased by supersampling."""
     m = n * supersample
     c = (np.arange(m) + 0.5) / m * 2 - 1                 # pixel centres in [-1, 1]
     x, y = np.meshgrid(c, c)                             # y grows downwards
@@ -193,7 +193,7 @@ def _shape_alpha(shape: str, n: int, supersample: int = 4) -> np.ndarray:
     return inside.reshape(n, supersample, n, supersample).mean(axis=(1, 3))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _stamp(shape: str, size: str, image_size: int) -> np.ndarray:
     """Alpha stamp (n, n, 1) float32 for one object; cached, so rendering is a blend."""
     n = max(3, round(2 * HALF_EXTENT[size] * image_size))

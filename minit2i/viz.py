@@ -15,7 +15,10 @@ import torch
 
 def as_uint8(images) -> np.ndarray:
     """Images as np.uint8 (N, H, W, 3), from uint8 or [-1, 1] float, channels first or last."""
-    x = images.detach().cpu() if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
+    if isinstance(images, torch.Tensor):
+        x = images.detach().cpu()
+    else:
+        x = torch.as_tensor(np.asarray(images))
     if x.ndim == 3:
         x = x[None]
     if x.shape[1] == 3 and x.shape[-1] != 3:
