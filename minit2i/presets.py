@@ -19,12 +19,105 @@ RECIPES: dict[str, dict[str, dict]] = {
         "full": {"model": {"width": 32}, "train": {"steps": 500, "lr": 1e-2}},
     },
     # --- chapter 1: gan.py ---------------------------------------------------------------
+    "shapes_gan": {
+        "smoke": {"model": {"z_dim": 16, "width": 8},
+                  "train": {"steps": 30, "batch_size": 32, "lr": 2e-4, "n_images": 256,
+                            "log_every": 5}},
+        "cpu": {"model": {"z_dim": 64, "width": 16},
+                "train": {"steps": 1500, "batch_size": 64, "lr": 5e-4, "n_images": 5000}},
+        "full": {"model": {"z_dim": 100, "width": 64},
+                 "train": {"steps": 8000, "batch_size": 128, "lr": 2e-4, "n_images": 50000}},
+    },
     # --- chapter 2: transformer.py ------------------------------------------------------
+    # The chapter's two tiny experiments: a patch transformer that reads colour, shape and
+    # position off a Shapes image, and a caption language model (with and without the mask).
+    "shapes_vit": {
+        "smoke": {"model": {"dim": 32, "depth": 1, "n_heads": 2, "patch": 8},
+                  "train": {"steps": 40, "batch_size": 32, "n_train": 512, "n_val": 256,
+                            "lr": 1e-3}},
+        "cpu": {"model": {"dim": 64, "depth": 2, "n_heads": 4, "patch": 8},
+                "train": {"steps": 1500, "batch_size": 64, "n_train": 6000, "n_val": 1000,
+                          "lr": 1e-3}},
+        "full": {"model": {"dim": 128, "depth": 4, "n_heads": 4, "patch": 8},
+                 "train": {"steps": 3000, "batch_size": 256, "n_train": 20000, "n_val": 2000,
+                           "lr": 1e-3}},
+    },
+    "caption_lm": {
+        "smoke": {"model": {"dim": 32, "depth": 1, "n_heads": 2},
+                  "train": {"steps": 40, "batch_size": 32, "n_train": 512, "lr": 3e-3}},
+        "cpu": {"model": {"dim": 64, "depth": 2, "n_heads": 4},
+                "train": {"steps": 400, "batch_size": 64, "n_train": 4000, "lr": 3e-3}},
+        "full": {"model": {"dim": 128, "depth": 2, "n_heads": 4},
+                 "train": {"steps": 1500, "batch_size": 128, "n_train": 10000, "lr": 2e-3}},
+    },
     # --- chapter 3: vq.py ----------------------------------------------------------------
+    # 512 codes of dimension 16 on an 8 x 8 grid; the image tokenizer of chapter 6 when no
+    # VQGAN is trained. lr 1e-3 with warmup: much higher and it collapses to the background.
+    "vqvae": {
+        "smoke": {"model": {"channels": 16, "num_codes": 512},
+                  "train": {"steps": 20, "batch_size": 16, "n_train": 256, "lr": 1e-3,
+                            "warmup": 5, "restart_every": 10}},
+        "cpu": {"model": {"channels": 16, "num_codes": 512},
+                "train": {"steps": 800, "batch_size": 32, "n_train": 8000, "lr": 1e-3,
+                          "warmup": 50, "restart_every": 100}},
+        "full": {"model": {"channels": 64, "num_codes": 512},
+                 "train": {"steps": 6000, "batch_size": 256, "n_train": 50000, "lr": 1e-3,
+                           "warmup": 200, "restart_every": 250}},
+    },
     # --- chapter 4: clip.py --------------------------------------------------------------
+    # "clip_b" is the same recipe with another seed: the second, independent CLIP that scores
+    # chapter 7's images (a model is never judged by the CLIP it was optimised against).
+    # Augmented views (random_crops) slow learning down too much for the cpu preset's 800 steps.
+    **{name: {
+        "smoke": {"model": {"embed_dim": 32, "text_dim": 32, "text_depth": 1, "text_heads": 2,
+                            "image_width": 8},
+                  "train": {"steps": 30, "batch_size": 32, "n_train": 512, "lr": 2e-3,
+                            "warmup": 5, "log_every": 5, "n_eval": 100, "augment": True,
+                            "seed": seed}},
+        "cpu": {"model": {"embed_dim": 64, "text_dim": 64, "text_depth": 2, "text_heads": 4,
+                          "image_width": 16},
+                "train": {"steps": 800, "batch_size": 128, "n_train": 20000, "lr": 1e-3,
+                          "warmup": 50, "augment": False, "seed": seed}},
+        "full": {"model": {"embed_dim": 128, "text_dim": 128, "text_depth": 4, "text_heads": 4,
+                           "image_width": 64},
+                 "train": {"steps": 5000, "batch_size": 512, "n_train": 200000, "lr": 1e-3,
+                           "warmup": 200, "augment": True, "seed": seed}},
+    } for name, seed in (("clip", 0), ("clip_b", 1))},
+    # Chapter 4's temperature experiment: small CLIPs trained with a fixed or a learned scale.
+    "clip_temperature": {
+        "smoke": {"model": {"embed_dim": 32, "text_dim": 32, "text_depth": 1, "text_heads": 2,
+                            "image_width": 8},
+                  "train": {"steps": 15, "batch_size": 32, "n_train": 512, "lr": 2e-3}},
+        "cpu": {"model": {"embed_dim": 32, "text_dim": 32, "text_depth": 1, "text_heads": 2,
+                          "image_width": 8},
+                "train": {"steps": 400, "batch_size": 64, "n_train": 5000, "lr": 3e-3}},
+        "full": {"model": {"embed_dim": 64, "text_dim": 64, "text_depth": 2, "text_heads": 4,
+                           "image_width": 16},
+                 "train": {"steps": 1500, "batch_size": 256, "n_train": 50000, "lr": 1e-3}},
+    },
     # --- chapter 5: vqgan.py -------------------------------------------------------------
     # --- chapter 6: dalle.py -------------------------------------------------------------
+    # num_codes and grid must equal the image tokenizer's (vqgan, else vqvae) in each preset;
+    # tests/test_dalle.py checks it. n_judge: prompts drawn and judged at each evaluation.
+    "dalle": {
+        "smoke": {"model": {"num_codes": 512, "grid": 8, "dim": 32, "depth": 1, "n_heads": 2},
+                  "train": {"steps": 30, "batch_size": 16, "n_train": 256, "n_val": 64,
+                            "lr": 3e-3, "eval_every": 15, "log_every": 5, "n_judge": 8}},
+        "cpu": {"model": {"num_codes": 512, "grid": 8, "dim": 64, "depth": 2, "n_heads": 4},
+                "train": {"steps": 1500, "batch_size": 32, "n_train": 8000, "n_val": 256,
+                          "lr": 2e-3, "eval_every": 150, "n_judge": 32, "patience": 4}},
+        "full": {"model": {"num_codes": 512, "grid": 8, "dim": 256, "depth": 8, "n_heads": 8},
+                 "train": {"steps": 8000, "batch_size": 256, "n_train": 100000, "n_val": 1024,
+                           "lr": 6e-4, "warmup": 400, "eval_every": 500, "n_judge": 128,
+                           "patience": 6}},
+    },
     # --- chapter 7: vqgan_clip.py --------------------------------------------------------
+    # Not a trained model: the optimisation's settings (lr in codebook standard deviations).
+    "vqgan_clip": {
+        "smoke": {"model": {}, "train": {"steps": 8, "lr": 0.1, "n_cutouts": 4}},
+        "cpu": {"model": {}, "train": {"steps": 150, "lr": 0.1, "n_cutouts": 16}},
+        "full": {"model": {}, "train": {"steps": 300, "lr": 0.1, "n_cutouts": 32}},
+    },
 }
 
 

@@ -40,6 +40,11 @@ class ModelSpec:
 # name -> module that defines SPECS[name]; imported only when the model is asked for.
 WHERE: dict[str, str] = {
     # "shapes_gan": "minit2i.gan",
+    "vqvae": "minit2i.vq",
+    "dalle": "minit2i.dalle",
+    "clip": "minit2i.clip",
+    "clip_b": "minit2i.clip",
+    "shapes_gan": "minit2i.gan",
 }
 _SPECS: dict[str, ModelSpec] = {}
 
