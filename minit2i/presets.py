@@ -64,6 +64,12 @@ RECIPES: dict[str, dict[str, dict]] = {
                  "train": {"steps": 6000, "batch_size": 256, "n_train": 50000, "lr": 1e-3,
                            "warmup": 200, "restart_every": 250}},
     },
+    # Chapter 3's trap: a plain VQ-VAE trained briefly at a sane and at a too-high learning rate.
+    "vq_lr_trap": {
+        "smoke": {"model": {}, "train": {"steps": 3, "n_train": 64, "lrs": [1e-3, 3e-2]}},
+        "cpu": {"model": {}, "train": {"steps": 300, "n_train": 2000, "lrs": [1e-3, 3e-2]}},
+        "full": {"model": {}, "train": {"steps": 600, "n_train": 10000, "lrs": [1e-3, 3e-2]}},
+    },
     # --- chapter 4: clip.py --------------------------------------------------------------
     # "clip_b" is the same recipe with another seed: the second, independent CLIP that scores
     # chapter 7's images (a model is never judged by the CLIP it was optimised against).
@@ -96,6 +102,21 @@ RECIPES: dict[str, dict[str, dict]] = {
                  "train": {"steps": 1500, "batch_size": 256, "n_train": 50000, "lr": 1e-3}},
     },
     # --- chapter 5: vqgan.py -------------------------------------------------------------
+    # Chapter 3's VQ-VAE plus a patch discriminator, switched on at disc_start (512 codes, 8x8).
+    "vqgan": {
+        "smoke": {"model": {"channels": 16, "num_codes": 512},
+                  "train": {"steps": 20, "batch_size": 16, "n_train": 256, "lr": 5e-4,
+                            "warmup": 5, "disc_start": 10, "disc_weight": 0.5,
+                            "disc_channels": 16, "restart_every": 10, "log_every": 5}},
+        "cpu": {"model": {"channels": 16, "num_codes": 512},
+                "train": {"steps": 1000, "batch_size": 32, "n_train": 8000, "lr": 5e-4,
+                          "warmup": 50, "disc_start": 500, "disc_weight": 0.5,
+                          "disc_channels": 32, "restart_every": 100}},
+        "full": {"model": {"channels": 64, "num_codes": 512},
+                 "train": {"steps": 8000, "batch_size": 128, "n_train": 50000, "lr": 4e-4,
+                           "warmup": 200, "disc_start": 3000, "disc_weight": 0.5,
+                           "disc_channels": 64, "restart_every": 250}},
+    },
     # --- chapter 6: dalle.py -------------------------------------------------------------
     # num_codes and grid must equal the image tokenizer's (vqgan, else vqvae) in each preset;
     # tests/test_dalle.py checks it. n_judge: prompts drawn and judged at each evaluation.

@@ -41,6 +41,7 @@ class ModelSpec:
 WHERE: dict[str, str] = {
     # "shapes_gan": "minit2i.gan",
     "vqvae": "minit2i.vq",
+    "vqgan": "minit2i.vqgan",
     "dalle": "minit2i.dalle",
     "clip": "minit2i.clip",
     "clip_b": "minit2i.clip",
