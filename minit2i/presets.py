@@ -117,6 +117,14 @@ RECIPES: dict[str, dict[str, dict]] = {
                            "warmup": 200, "disc_start": 3000, "disc_weight": 0.5,
                            "disc_channels": 64, "restart_every": 250}},
     },
+    # Chapter 5's failure: the discriminator on from step 0 with a large constant weight ("bad")
+    # against the delayed, adaptively weighted recipe ("good"), trained briefly.
+    "vqgan_failure": {p: {"model": {}, "train": {
+        "steps": steps, "n_train": n_train,
+        "good": {"lr": 5e-4, "warmup": 10, "disc_start": steps // 2, "disc_weight": 0.5,
+                 "adaptive": True, "restart_every": 50},
+        "bad": {"disc_start": 0, "disc_weight": 2.0, "adaptive": False}}}
+        for p, steps, n_train in (("smoke", 4, 64), ("cpu", 200, 2000), ("full", 1000, 10000))},
     # --- chapter 6: dalle.py -------------------------------------------------------------
     # num_codes and grid must equal the image tokenizer's (vqgan, else vqvae) in each preset;
     # tests/test_dalle.py checks it. n_judge: prompts drawn and judged at each evaluation.
