@@ -116,11 +116,11 @@ def load_or_train(name: str, preset: str | None = None, *, device: torch.device 
     if path.exists() and not retrain:
         model, metrics = load(path, s.build, config)
         if verbose:
-            print(f"loaded {name} ({preset}) from {path}")
+            print(f"loaded {name} ({preset}) from the cache: {path.name}")
         model = model.to(device)
     else:
         if verbose:
-            print(f"training {name} with the {preset} recipe (saved to {path} for next time)")
+            print(f"training {name} with the {preset} recipe (cached as {path.name} for next time)")
         model = s.build(config).to(device)
         metrics = s.train(model, r["train"], device) or {}
         save(model, config, path, metrics)

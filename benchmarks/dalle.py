@@ -1,0 +1,85 @@
+"""Chapter 6's mini DALL-E: quality and speed, written to benchmarks/results/dalle.json.
+
+    python benchmarks/dalle.py [--preset smoke|cpu|full] [--n 256] [--candidates 1]
+
+Trains (or loads) "dalle" and its image tokenizer, draws one image for each of ``n`` one-object
+and ``n`` two-object ``val`` prompts and ``n`` one-object prompts of held-out colour x shape pairs
+(canonical captions, seed 7: scenes used neither in training nor in choosing the weights), and
+scores them with the independent Shapes judge (``minit2i.eval``). Targets for ``full``: single
+object >= 0.98, two objects >= 0.90, position >= 0.95, colour attribution >= 0.90, held-out pairs
+>= 0.85, and the whole pipeline (training included) <= 5 minutes on one H100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from minit2i.config import get_device, preset_name
+from minit2i.dalle import draw
+from minit2i.eval import shapes_eval
+from minit2i.execute import device_name
+from minit2i.shapes import ShapesDataset, caption
+from minit2i.zoo import load_or_train
+
+
+def prompts_of(split: str, n_objects: int, n: int, seed: int = 7) -> list[str]:
+    ds = ShapesDataset(split, n, seed=seed, n_objects=n_objects)
+    return [caption(ds.scene_and_caption(i)[0].described()) for i in range(n)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default=None, help="smoke, cpu or full (default: as minit2i)")
+    parser.add_argument("--n", type=int, default=256, help="prompts of each kind")
+    parser.add_argument("--candidates", type=int, default=1,
+                        help="samples per image, re-ranked by chapter 4's CLIP when > 1")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dalle.json"))
+    args = parser.parse_args()
+    preset, device = preset_name(args.preset), get_device()
+
+    start = time.perf_counter()
+    model = load_or_train("dalle", preset, device=device)            # trains the tokenizer too
+    trained = time.perf_counter() - start
+    vq = load_or_train(model.metrics["image_tokenizer"], preset, device=device, verbose=False)
+    clip = load_or_train("clip", preset, device=device) if args.candidates > 1 else None
+    sets = {"one_object": prompts_of("val", 1, args.n), "two_objects": prompts_of("val", 2, args.n),
+            "heldout_pairs": prompts_of("heldout", 1, args.n)}
+    scores, drawing = {}, 0.0
+    for name, prompts in sets.items():
+        t = time.perf_counter()
+        images = draw(model, vq, prompts, seed=1, candidates=args.candidates, clip=clip)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        drawing += time.perf_counter() - t
+        s = shapes_eval(images, prompts)
+        scores[name] = {k: round(v, 4) for k, v in s.items() if isinstance(v, float)}
+    result = {
+        "method": "dalle", "preset": preset, "device": device_name(),
+        "image_model": model.metrics["image_tokenizer"], "n_prompts_each": args.n,
+        "candidates": args.candidates,
+        "single_object": scores["one_object"]["single_object"],
+        "two_objects": scores["two_objects"]["two_objects"],
+        "position": scores["one_object"]["position"],
+        "colour_attribution": scores["two_objects"]["colour_attribution"],
+        "heldout_pairs": scores["heldout_pairs"]["colour"],
+        "scores": scores,
+        "train_or_load_seconds": round(trained, 1),
+        "images_per_s": round(3 * args.n / drawing, 2),
+        "best_step": model.metrics.get("best_step"),
+        "target_full": {"single_object": 0.98, "two_objects": 0.90, "position": 0.95,
+                        "colour_attribution": 0.90, "heldout_pairs": 0.85,
+                        "pipeline_minutes": 5},
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

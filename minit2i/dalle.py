@@ -1,0 +1,379 @@
+r"""A mini DALL-E: one decoder-only transformer over [caption tokens; image tokens].
+
+A caption becomes word tokens $t_1 \dots t_L$ (``text.Tokenizer``, starting with ``<bos>``); an
+image becomes an $h \times w$ grid of codes $c_1 \dots c_N$ (chapter 3's VQ-VAE or chapter 5's
+VQGAN), read row by row. The two are one sequence, modelled left to right by a causal transformer:
+
+$$
+p(t, c) = \prod_{i=2}^{L} p(t_i \mid t_{<i}) \prod_{n=1}^{N} p(c_n \mid t, c_{<n}), \qquad
+\mathcal{L} = \tfrac{1}{8}\,\mathcal{L}_{\text{text}} + \tfrac{7}{8}\,\mathcal{L}_{\text{image}}
+$$
+
+(Ramesh et al., 2021, "Zero-shot text-to-image generation", who weight the two cross-entropies
+1 : 7 because the image is what we want). Text and image tokens have their own embeddings and
+positions (a row and a column embedding for the image), and each position's logits are masked to
+the vocabulary it must produce, so an image position can never sample a word. To draw, we feed a
+caption and sample the codes one at a time, with a KV cache. See chapter 6, "A mini DALL-E".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import autocast, grad_scaler, seed_everything
+from .shapes import ShapesDataset, parse
+from .text import Tokenizer
+from .train import batches_from, cosine_lr, fit, to_float_image, to_uint8_image
+from .transformer import Transformer
+from .zoo import ModelSpec
+
+TEXT_VOCAB = Tokenizer().vocab_size
+
+
+@dataclass
+class DALLEConfig:
+    text_vocab: int = TEXT_VOCAB
+    text_len: int = 24                  # tokens per caption, <bos> and padding included
+    num_codes: int = 512                # K, the image tokenizer's codebook size (must match it)
+    grid: int = 8                       # the image is grid x grid codes
+    dim: int = 256
+    depth: int = 4
+    n_heads: int = 8
+    dropout: float = 0.0
+    text_loss_weight: float = 1 / 8     # DALL-E's 1 : 7 text : image
+
+
+class MiniDALLE(nn.Module):
+    """Causal transformer over joint ids: text ids in [0, V), image code c as V + c."""
+
+    def __init__(self, config: DALLEConfig):
+        super().__init__()
+        c = self.config = config
+        self.n_image = c.grid * c.grid
+        self.text_emb = nn.Embedding(c.text_vocab, c.dim)
+        self.text_pos = nn.Parameter(0.02 * torch.randn(c.text_len, c.dim))
+        self.image_emb = nn.Embedding(c.num_codes, c.dim)
+        self.row_emb = nn.Parameter(0.02 * torch.randn(c.grid, c.dim))
+        self.col_emb = nn.Parameter(0.02 * torch.randn(c.grid, c.dim))
+        self.transformer = Transformer(c.dim, c.depth, c.n_heads, dropout=c.dropout)
+        self.head = nn.Linear(c.dim, c.text_vocab + c.num_codes)
+        # allowed[p]: the vocabulary the output at position p may predict (that of position p+1)
+        pos = torch.arange(c.text_len + self.n_image)
+        is_text = (pos + 1 < c.text_len)[:, None]                        # (P, 1)
+        vocab_is_text = (torch.arange(c.text_vocab + c.num_codes) < c.text_vocab)[None, :]
+        self.register_buffer("allowed", is_text == vocab_is_text, persistent=False)
+
+    @property
+    def seq_len(self) -> int:
+        return self.config.text_len + self.n_image
+
+    def joint(self, text: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """One sequence of joint ids (B, L + N) from text (B, L) and codes (B, grid, grid)."""
+        c = self.config
+        if text.dim() != 2 or text.shape[1] != c.text_len:
+            raise ValueError(f"expected text tokens of shape (B, {c.text_len}), "
+                             f"got {tuple(text.shape)}")
+        if codes.shape[1:] != (c.grid, c.grid):
+            raise ValueError(f"expected image codes of shape (B, {c.grid}, {c.grid}), "
+                             f"got {tuple(codes.shape)}")
+        return torch.cat([text, codes.flatten(1) + c.text_vocab], dim=1)
+
+    def embed(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Embeddings (B, T, D) of joint ids (B, T) that sit at positions start .. start+T-1."""
+        c = self.config
+        B, T = ids.shape
+        if start + T > self.seq_len:
+            raise ValueError(f"positions {start}..{start + T - 1} run past the sequence "
+                             f"({c.text_len} text + {self.n_image} image tokens)")
+        n_text = max(0, min(T, c.text_len - start))                    # text comes first
+        parts = []
+        if n_text:
+            if ids[:, :n_text].min() < 0 or ids[:, :n_text].max() >= c.text_vocab:
+                raise ValueError(f"text positions hold ids outside the text vocabulary "
+                                 f"0..{c.text_vocab - 1}")
+            pos = torch.arange(start, start + n_text, device=ids.device)
+            parts.append(self.text_emb(ids[:, :n_text]) + self.text_pos[pos])
+        if n_text < T:
+            n = torch.arange(start + n_text, start + T, device=ids.device) - c.text_len
+            row, col = n // c.grid, n % c.grid
+            codes = ids[:, n_text:] - c.text_vocab
+            if codes.min() < 0 or codes.max() >= c.num_codes:
+                raise ValueError(f"image positions hold ids outside {c.text_vocab}.."
+                                 f"{c.text_vocab + c.num_codes - 1} (codes offset by the "
+                                 "text vocabulary)")
+            parts.append(self.image_emb(codes) + self.row_emb[row] + self.col_emb[col])
+        return torch.cat(parts, dim=1)                                   # (B, T, D)
+
+    def forward(self, ids: torch.Tensor, start: int = 0, kv_cache=None) -> torch.Tensor:
+        """Logits (B, T, V + K) for the token after each input; the wrong vocabulary is -inf."""
+        h = self.transformer(self.embed(ids, start), is_causal=True, kv_cache=kv_cache)
+        logits = self.head(h)
+        allowed = self.allowed[start:start + ids.shape[1]]               # (T, V + K)
+        return logits.masked_fill(~allowed, float("-inf"))
+
+    def loss(self, text: torch.Tensor, codes: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The weighted next-token loss of captions and their images, and its two parts."""
+        c = self.config
+        seq = self.joint(text, codes)
+        logits = self(seq[:, :-1])                                       # (B, L + N - 1, V + K)
+        if logits.element_size() < 4:           # the cross-entropy in fp32 under mixed precision
+            logits = logits.float()
+        target = seq[:, 1:]
+        split = c.text_len - 1                  # outputs 0..L-2 predict words, the rest codes
+        text_loss = F.cross_entropy(logits[:, :split].flatten(0, 1),
+                                    target[:, :split].flatten(), ignore_index=0)   # 0 = <pad>
+        image_loss = F.cross_entropy(logits[:, split:].flatten(0, 1),
+                                     target[:, split:].flatten())
+        w = c.text_loss_weight
+        return {"loss": w * text_loss + (1 - w) * image_loss, "text_loss": text_loss.detach(),
+                "image_loss": image_loss.detach()}
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """One id per row of logits (B, V): greedy at temperature 0, else from softmax(logits / T)
+    restricted to the top_k most likely ids."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        if top_k < 1:
+            raise ValueError(f"top_k must be a positive integer or None, got {top_k}")
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+@torch.no_grad()
+def sample_codes(model: MiniDALLE, text: torch.Tensor, temperature: float = 1.0,
+                 top_k: int | None = None, generator: torch.Generator | None = None,
+                 use_cache: bool = True) -> torch.Tensor:
+    """Image codes (B, grid, grid) for captions (B, L), drawn token by token.
+
+    With ``use_cache`` each step feeds only the newest token and reuses the keys and values of
+    the earlier ones; without it every step recomputes the whole sequence (same tokens, slower).
+    """
+    c = model.config
+    B = text.shape[0]
+    seq = text
+    cache = model.transformer.new_cache() if use_cache else None
+    logits = model(text, kv_cache=cache)[:, -1]                 # predicts the first code
+    for n in range(model.n_image):
+        token = sample_next(logits, temperature, top_k, generator)         # (B,) joint ids
+        seq = torch.cat([seq, token[:, None]], dim=1)
+        if n == model.n_image - 1:
+            break
+        if use_cache:
+            logits = model(token[:, None], start=seq.shape[1] - 1, kv_cache=cache)[:, -1]
+        else:
+            logits = model(seq)[:, -1]
+    return (seq[:, c.text_len:] - c.text_vocab).view(B, c.grid, c.grid)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data, training (for the zoo) and drawing
+# ---------------------------------------------------------------------------------------------
+
+def image_tokenizer_name() -> str:
+    """Chapter 5's VQGAN when the package has it, else chapter 3's VQ-VAE."""
+    from .zoo import WHERE
+
+    return "vqgan" if "vqgan" in WHERE else "vqvae"
+
+
+@torch.no_grad()
+def encode_images(vq: nn.Module, images: torch.Tensor, device, batch_size: int = 256
+                  ) -> torch.Tensor:
+    """VQ codes (N, h, w) on the CPU of uint8 images (N, 3, H, W), encoded in batches."""
+    vq.eval()
+    return torch.cat([vq.encode(to_float_image(x.to(device))).cpu()
+                      for x in images.split(batch_size)])
+
+
+def shapes_tokens(vq: nn.Module, split: str, n: int, seed: int, device, text_len: int = 24
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Captions (n, text_len) and image codes (n, h, w) of n Shapes scenes (one or two objects)."""
+    images, text, _ = ShapesDataset(split, n, seed=seed, max_length=text_len).tensors()
+    return text, encode_images(vq, images, device)
+
+
+@torch.no_grad()
+def evaluate(model: MiniDALLE, text: torch.Tensor, codes: torch.Tensor, batch_size: int = 256
+             ) -> dict[str, float]:
+    """Mean losses over a whole set (the model is left in eval mode)."""
+    model.eval()
+    device = next(model.parameters()).device
+    sums: dict[str, float] = {}
+    for t, c in zip(text.split(batch_size), codes.split(batch_size), strict=True):
+        with autocast(device):
+            out = model.loss(t.to(device), c.to(device))
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * len(t)
+    return {k: v / len(text) for k, v in sums.items()}
+
+
+def single_object_prompts(split: str, n: int, seed: int = 2) -> list[str]:
+    """Captions of n one-object scenes of a split (seed 2: scenes apart from the losses' sets)."""
+    ds = ShapesDataset(split, n, seed=seed, n_objects=1)
+    return [ds.scene_and_caption(i)[1] for i in range(n)]
+
+
+def judged_accuracy(model: MiniDALLE, vq: nn.Module, prompts: list[str], seed: int = 0,
+                    **sampling) -> float:
+    """Fraction of one-object prompts drawn with the right shape and colour, by the judge."""
+    from .eval import shapes_eval
+
+    return shapes_eval(draw(model, vq, prompts, seed=seed, **sampling), prompts)["colour"]
+
+
+def train_dalle(model: MiniDALLE, train: dict, device) -> dict:
+    """Train on tokenised Shapes scenes; keep the weights with the best held-out-pair loss.
+
+    Every ``eval_every`` steps the loss is measured on validation scenes and on scenes made only
+    of the colour x shape pairs the training set never shows; the best weights on the latter are
+    kept, and training stops after ``patience`` evaluations without improvement. With
+    ``n_judge``, each evaluation also draws that many one-object prompts of each kind and records
+    the fraction the judge finds right (the curve of memorisation against generalisation).
+    """
+    from .zoo import load_or_train
+
+    name = image_tokenizer_name()
+    vq = load_or_train(name, device=device)
+    c = model.config
+    if (vq.num_codes, vq.grid) != (c.num_codes, c.grid):
+        raise ValueError(f"the {name} has {vq.num_codes} codes on a {vq.grid}x{vq.grid} grid, "
+                         f"the dalle recipe expects {c.num_codes} on {c.grid}x{c.grid}: make "
+                         "the recipes in minit2i/presets.py agree")
+    seed_everything(train.get("seed", 0))
+    data = shapes_tokens(vq, "train", train["n_train"], 0, device, c.text_len)
+    val = shapes_tokens(vq, "val", train["n_val"], 0, device, c.text_len)
+    # seed 1: held-out-pair scenes for choosing the weights; the chapter measures on seed 0
+    heldout = shapes_tokens(vq, "heldout", train["n_val"], 1, device, c.text_len)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": train.get("weight_decay", 0.01)},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=train["lr"], betas=(0.9, 0.95))
+    steps, every = train["steps"], train.get("eval_every", max(1, train["steps"] // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: cosine_lr(i, steps, warmup=train.get("warmup", steps // 20)))
+    scaler = grad_scaler(device)
+    curve = {"curve_step": [], "curve_train": [], "curve_val": [], "curve_heldout": []}
+    n_judge = train.get("n_judge", 0)
+    if n_judge:
+        judge_prompts = {f"curve_{split}_acc": single_object_prompts(split, n_judge)
+                         for split in ("val", "heldout")}
+    best = {"loss": float("inf"), "state": None, "step": 0, "since": 0, "last": None}
+    patience, window = train.get("patience", 0), []
+
+    def step(batch, i):
+        if patience and best["since"] >= patience:     # stopped early: skip the remaining steps
+            return best["last"]
+        model.train()
+        with autocast(device):
+            out = model.loss(*batch)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(out["loss"]).backward()
+        scaler.unscale_(opt)
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        best["last"] = {k: v.detach() for k, v in out.items()}
+        window.append(best["last"]["loss"])
+        if (i + 1) % every == 0 or i + 1 == steps:
+            v, h = evaluate(model, *val), evaluate(model, *heldout)
+            train_loss = float(torch.stack(window).mean())     # since the last evaluation
+            window.clear()
+            for key, value in [("curve_step", i + 1), ("curve_train", train_loss),
+                               ("curve_val", v["loss"]), ("curve_heldout", h["loss"])]:
+                curve[key].append(value)
+            for key, prompts in (judge_prompts.items() if n_judge else ()):
+                curve.setdefault(key, []).append(judged_accuracy(model, vq, prompts))
+            if h["loss"] < best["loss"]:
+                state = {k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
+                best.update(loss=h["loss"], state=state, step=i + 1, since=0)
+            else:
+                best["since"] += 1
+        return best["last"]
+
+    batches = batches_from(*data, batch_size=train["batch_size"], device=device)
+    history = fit(step, batches, steps, log_every=train.get("log_every", 25), desc="dalle")
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    final = {f"val_{k}": v for k, v in evaluate(model, *val).items()}
+    final.update({f"heldout_{k}": v for k, v in evaluate(model, *heldout).items()})
+    return {**final, **curve, "best_step": best["step"], "seconds": history.seconds,
+            "image_tokenizer": name}
+
+
+def clip_scores(clip: nn.Module, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity (N,) of each image (N, 3, H, W) in [-1, 1] with its caption (N, L)."""
+    with torch.no_grad():
+        return (clip.encode_image(images) * clip.encode_text(text)).sum(-1).float()
+
+
+@torch.no_grad()
+def draw(model: MiniDALLE, vq: nn.Module, prompts: list[str], n_per_prompt: int = 1,
+         seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
+         candidates: int = 1, clip: nn.Module | None = None, batch_size: int = 64
+         ) -> torch.Tensor:
+    """Images (N, 3, H, W) in [-1, 1], n_per_prompt per prompt (grouped by prompt).
+
+    With ``candidates`` > 1, each image is the best of that many samples by ``clip``'s score.
+    """
+    if candidates > 1 and clip is None:
+        raise ValueError("re-ranking (candidates > 1) needs a CLIP model to score the samples")
+    device = next(model.parameters()).device
+    model.eval()
+    text = Tokenizer().encode_batch(prompts, model.config.text_len).to(device)
+    text = text.repeat_interleave(n_per_prompt * candidates, dim=0)
+    g = torch.Generator(device=device).manual_seed(seed)
+    images = []
+    for t in text.split(batch_size):
+        with autocast(device):
+            codes = sample_codes(model, t, temperature, top_k, generator=g)
+            images.append(vq.decode_indices(codes).float().clamp(-1, 1))
+    images = torch.cat(images)
+    if candidates > 1:
+        scores = clip_scores(clip, images, text).view(-1, candidates)
+        pick = scores.argmax(-1) + torch.arange(len(scores), device=device) * candidates
+        images = images[pick]
+    return images
+
+
+def generate_images(prompts: list[str], n_per_prompt: int = 1, seed: int = 0, *,
+                    temperature: float = 1.0, top_k: int | None = None, candidates: int = 1,
+                    preset: str | None = None, device=None) -> np.ndarray:
+    """Text to image with the zoo's trained "dalle": np.uint8 (N, 64, 64, 3), grouped by prompt.
+
+    ``candidates`` > 1 draws that many samples per image and keeps the one chapter 4's CLIP
+    prefers (re-ranking).
+    """
+    from .zoo import load_or_train
+
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    for p in prompts:
+        parse(p)                       # a prompt outside the Shapes world fails here, clearly
+    if n_per_prompt < 1 or candidates < 1:
+        raise ValueError(f"n_per_prompt and candidates must be >= 1, got {n_per_prompt} and "
+                         f"{candidates}")
+    model = load_or_train("dalle", preset, device=device)
+    device = next(model.parameters()).device
+    vq = load_or_train(model.metrics.get("image_tokenizer", image_tokenizer_name()), preset,
+                       device=device)
+    clip = load_or_train("clip", preset, device=device) if candidates > 1 else None
+    images = draw(model, vq, prompts, n_per_prompt, seed, temperature, top_k, candidates, clip)
+    return to_uint8_image(images).permute(0, 2, 3, 1).cpu().numpy()
+
+
+SPECS = {"dalle": ModelSpec(DALLEConfig, MiniDALLE, train_dalle)}

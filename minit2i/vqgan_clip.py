@@ -1,0 +1,166 @@
+r"""VQGAN+CLIP: optimise a VQGAN's latent until CLIP says the decoded image matches a caption.
+
+Nothing is trained. For a prompt with CLIP text embedding $t$, the pre-quantisation latent $z$
+of a trained VQGAN is optimised by Adam on
+
+$$
+\min_z \frac{1}{n}\sum_{k=1}^{n} d\big(E_I(A_k(G(\mathrm{sg}[q(z)] + z - \mathrm{sg}[z]))), t\big),
+\quad d(u, v) = 2 \arcsin^2\!\Big(\frac{\lVert \hat u - \hat v \rVert}{2}\Big) = \frac{\theta^2}{2},
+$$
+
+where $q$ is the nearest-code quantiser (passed straight through), $G$ the decoder, $A_k$ random
+cutouts and augmentations, $E_I$ the CLIP image encoder and $\theta$ the angle between the unit
+vectors $\hat u$ and $\hat v$ (the spherical distance loss of Crowson et al., 2022, "VQGAN-CLIP";
+VQGAN: Esser et al., 2021; CLIP: Radford et al., 2021). See chapter 7, "VQGAN+CLIP".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .clip import random_crops
+
+
+def spherical_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """2 arcsin(|x^ - y^| / 2)^2 over the last dimension: half the squared angle between x, y."""
+    if x.shape[-1] != y.shape[-1]:
+        raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must share their last "
+                         "dimension (the embedding size)")
+    x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
+    # |x - y| / 2 = sin(theta / 2) for unit vectors; the clamp guards arcsin against rounding
+    return 2 * ((x - y).norm(dim=-1) / 2).clamp(max=1).arcsin().pow(2)
+
+
+def cutouts(images: torch.Tensor, n: int, min_scale: float = 0.8, noise: float = 0.1,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """n random views of each image (B, 3, H, W) -> (B * n, 3, H, W), image b's views together.
+
+    Each view is ``clip.random_crops``: a square crop covering ``min_scale``..1 of the side, at
+    a random place inside the image, resized back to H x W (differentiably), plus Gaussian
+    noise of random strength up to ``noise``; the same views the CLIP trained on. No flips:
+    "left of" must stay left. The crops are large because Shapes captions name positions that
+    a small crop would move.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+    if n < 1:
+        raise ValueError(f"need n >= 1 cutouts, got {n}")
+    return random_crops(images.repeat_interleave(n, dim=0), min_scale, noise, generator)
+
+
+def codebook(vq: nn.Module) -> torch.Tensor:
+    """The quantiser's codes (K, D), from an nn.Embedding or a Parameter."""
+    cb = vq.quantizer.codebook
+    return cb.weight if isinstance(cb, nn.Embedding) else cb
+
+
+def decode_latent(vq: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """Quantise z (B, D, h, w), straight through, and decode to images (B, 3, H, W) in [-1, 1].
+
+    Forward: the image of the nearest codes. Backward: the gradient reaches z as if q were the
+    identity, so z can move (and jump to other codes) although q itself has no gradient.
+    """
+    z_q = vq.quantizer(z)[0]
+    z_st = z + (z_q - z).detach()                  # sg[q(z)] + z - sg[z]
+    return vq.decoder(z_st).float().clamp(-1, 1)
+
+
+def random_latent(vq: nn.Module, batch: int, generator: torch.Generator | None = None
+                  ) -> torch.Tensor:
+    """A start from noise: every latent position set to a uniformly random code (B, D, h, w)."""
+    cb = codebook(vq).detach()
+    idx = torch.randint(len(cb), (batch, vq.grid, vq.grid), generator=generator)
+    return cb[idx.to(cb.device)].permute(0, 3, 1, 2).contiguous()
+
+
+def optimise(vq: nn.Module, clip: nn.Module, text_features: torch.Tensor, z0: torch.Tensor,
+             steps: int, lr: float = 0.1, n_cutouts: int = 16, augment: bool = True,
+             min_scale: float = 0.8, noise: float = 0.1, record_every: int = 0,
+             generator: torch.Generator | None = None) -> dict:
+    """Adam on z from z0 (B, D, h, w) towards the unit text features (B, E), one per image.
+
+    ``lr`` is in units of the codebook's standard deviation (so it suits any VQGAN), and z is
+    clamped to the codebook's per-dimension range after each step. Without ``augment`` CLIP sees
+    the image itself, once. Returns ``images`` (B, 3, H, W) decoded from the final codes, the
+    per-step mean ``losses``, the final per-image ``loss`` (B,) and ``frames`` [(step, images)]
+    every ``record_every`` steps.
+    """
+    if text_features.shape[0] != z0.shape[0]:
+        raise ValueError(f"one text embedding per latent: got {text_features.shape[0]} and "
+                         f"{z0.shape[0]}")
+    for p in list(vq.parameters()) + list(clip.parameters()):
+        p.requires_grad_(False)                    # only z is optimised
+    cb = codebook(vq).detach()
+    lo, hi = cb.min(0).values.view(1, -1, 1, 1), cb.max(0).values.view(1, -1, 1, 1)
+    z = z0.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr * float(cb.std()))
+    n = n_cutouts if augment else 1
+    target = text_features.detach().repeat_interleave(n, dim=0)    # (B n, E)
+    losses, frames = [], []
+    for i in range(steps):
+        images = decode_latent(vq, z)                                  # (B, 3, H, W)
+        if record_every and i % record_every == 0:
+            frames.append((i, images.detach().cpu()))
+        views = cutouts(images, n, min_scale, noise, generator) if augment else images
+        per_view = spherical_distance(clip.encode_image(views), target)   # (B n,)
+        loss = per_view.view(-1, n).mean(1)                                # (B,)
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()                      # sum: each image's latent sees its own loss
+        opt.step()
+        with torch.no_grad():
+            z.copy_(torch.maximum(torch.minimum(z, hi), lo))
+        losses.append(float(loss.detach().mean()))
+    with torch.no_grad():
+        images = decode_latent(vq, z)
+        final = spherical_distance(clip.encode_image(images), text_features)
+    frames.append((steps, images.cpu()))
+    return {"images": images.cpu(), "losses": losses, "loss": final.cpu(),
+            "frames": frames if record_every else []}
+
+
+def image_tokenizer_name() -> str:
+    """"vqgan" (chapter 5) when it is in the zoo, else chapter 3's "vqvae" (same interface)."""
+    from .zoo import WHERE
+
+    return "vqgan" if "vqgan" in WHERE else "vqvae"
+
+
+def generate_images(prompts: list[str], seed: int = 0, steps: int | None = None, *,
+                    init_images: torch.Tensor | None = None, preset: str | None = None,
+                    device=None, **kw) -> np.ndarray:
+    """Text to image by VQGAN+CLIP: np.uint8 (N, 64, 64, 3), one optimisation per prompt, batched.
+
+    Steps, step size and cutouts come from the preset's recipe ``vqgan_clip`` unless given (any
+    other keyword of ``optimise`` may be passed). ``init_images`` (N, 3, H, W) in [-1, 1] start
+    from their encodings instead of from random codes. The same seed gives the same images.
+    """
+    from .presets import recipe
+    from .shapes import parse
+    from .text import Tokenizer
+    from .train import to_uint8_image
+    from .zoo import load_or_train
+
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    for p in prompts:
+        parse(p)                       # a prompt outside the Shapes world fails here, clearly
+    settings = {**recipe("vqgan_clip", preset)["train"], **kw}
+    if steps is not None:
+        settings["steps"] = steps
+    vq = load_or_train(image_tokenizer_name(), preset, device=device, verbose=False)
+    device = next(vq.parameters()).device
+    clip = load_or_train("clip", preset, device=device, verbose=False)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        text = clip.encode_text(Tokenizer().encode_batch(prompts).to(device))
+        if init_images is not None:
+            if len(init_images) != len(prompts):
+                raise ValueError(f"{len(init_images)} init_images for {len(prompts)} prompts")
+            z0 = vq.encoder(init_images.to(device))
+        else:
+            z0 = random_latent(vq, len(prompts), g)
+    out = optimise(vq, clip, text, z0, generator=g, **settings)
+    return to_uint8_image(out["images"]).permute(0, 2, 3, 1).numpy()

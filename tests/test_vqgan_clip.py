@@ -1,0 +1,136 @@
+"""Tests of chapter 7's VQGAN+CLIP: the spherical distance, cutouts, the optimisation."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import assert_matches_reference
+from torch import nn
+
+from minit2i.clip import CLIP, CLIPConfig
+from minit2i.text import Tokenizer
+from minit2i.vqgan_clip import (
+    cutouts,
+    decode_latent,
+    generate_images,
+    image_tokenizer_name,
+    optimise,
+    random_latent,
+    spherical_distance,
+)
+from minit2i.zoo import WHERE
+
+
+def angle_formula(x, y):
+    cos = (F.normalize(x, dim=-1) * F.normalize(y, dim=-1)).sum(-1)
+    return torch.arccos(cos).pow(2) / 2                     # theta^2 / 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_spherical_distance_matches_formula(dtype):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 7, generator=g, dtype=dtype).requires_grad_()
+    y = (3 * torch.randn(5, 7, generator=g, dtype=dtype)).requires_grad_()   # not unit length
+    assert_matches_reference(spherical_distance, angle_formula, x, y)
+    v = torch.randn(3, 4, dtype=dtype)
+    torch.testing.assert_close(spherical_distance(v, 2 * v), torch.zeros(3, dtype=dtype),
+                               atol=1e-6, rtol=0)
+    opposite = spherical_distance(v, -v)           # arcsin is steep at 1: float32 loses digits
+    torch.testing.assert_close(opposite, torch.full((3,), torch.pi ** 2 / 2, dtype=dtype),
+                               atol=1e-2 if dtype == torch.float32 else 1e-6, rtol=0)
+    with pytest.raises(ValueError, match="last"):
+        spherical_distance(torch.randn(2, 3), torch.randn(2, 4))
+
+
+def test_cutouts_shapes_and_identity():
+    images = torch.rand(3, 3, 64, 64) * 2 - 1
+    views = cutouts(images, 5, generator=torch.Generator().manual_seed(0))
+    assert views.shape == (15, 3, 64, 64)
+    # with full-size crops and no noise every view is its image, in order
+    same = cutouts(images, 2, min_scale=1.0, noise=0.0)
+    torch.testing.assert_close(same, images.repeat_interleave(2, dim=0), atol=1e-5, rtol=0)
+    # differentiable, and seeded
+    x = images.clone().requires_grad_()
+    cutouts(x, 4, generator=torch.Generator().manual_seed(1)).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    a = cutouts(images, 4, generator=torch.Generator().manual_seed(2))
+    b = cutouts(images, 4, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="B, 3, H, W"):
+        cutouts(images[0], 2)
+
+
+class TinyVQ(nn.Module):
+    """A stand-in with the VQVAE interface: encoder, quantizer (codebook), decoder, grid."""
+
+    def __init__(self, K=16, D=8):
+        super().__init__()
+        self.grid = 8
+        self.encoder = nn.Conv2d(3, D, 8, stride=8)
+
+        class Quantizer(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.codebook = nn.Embedding(K, D)
+
+            def forward(self, z):
+                flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+                idx = torch.cdist(flat, self.codebook.weight).argmin(1)
+                z_q = self.codebook(idx).view(z.shape[0], z.shape[2], z.shape[3], -1)
+                return z_q.permute(0, 3, 1, 2), idx, None, None
+
+        self.quantizer = Quantizer()
+        self.decoder = nn.Sequential(nn.ConvTranspose2d(D, 16, 8, stride=8), nn.Tanh(),
+                                     nn.Conv2d(16, 3, 3, padding=1))
+
+
+def test_decode_latent_is_straight_through():
+    torch.manual_seed(0)
+    vq = TinyVQ()
+    z = random_latent(vq, 2, torch.Generator().manual_seed(0))
+    assert z.shape == (2, 8, 8, 8)
+    z = (z + 0.01 * torch.randn_like(z)).requires_grad_()
+    x = decode_latent(vq, z)
+    assert x.shape == (2, 3, 64, 64) and x.min() >= -1 and x.max() <= 1
+    # forward: the image of the nearest codes
+    torch.testing.assert_close(x, vq.decoder(vq.quantizer(z)[0]).clamp(-1, 1))
+    x.sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+def test_smoke_optimisation_lowers_the_loss():
+    torch.manual_seed(0)
+    vq = TinyVQ()
+    clip = CLIP(CLIPConfig(embed_dim=16, text_dim=16, text_depth=1, text_heads=2,
+                           image_width=8)).eval()
+    with torch.no_grad():
+        text = clip.encode_text(Tokenizer().encode_batch(["a red circle", "a blue square"]))
+    g = torch.Generator().manual_seed(0)
+    z0 = random_latent(vq, 2, g)
+    with torch.no_grad():
+        before = spherical_distance(clip.encode_image(decode_latent(vq, z0)), text)
+    out = optimise(vq, clip, text, z0, steps=40, lr=0.2, n_cutouts=4, generator=g,
+                   record_every=10)
+    assert out["images"].shape == (2, 3, 64, 64)
+    assert (out["loss"] < before).all()
+    assert [s for s, _ in out["frames"]] == [0, 10, 20, 30, 40]
+    cb = vq.quantizer.codebook.weight
+    assert all(p.grad is None for p in vq.parameters())       # only z moved
+    assert cb.requires_grad is False
+    with pytest.raises(ValueError, match="one text embedding per latent"):
+        optimise(vq, clip, text[:1], z0, steps=1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not {"vqgan", "vqvae"} & set(WHERE),
+                    reason="needs chapter 3's vqvae or chapter 5's vqgan in the zoo")
+def test_generate_images_smoke(cache):
+    prompts = ["a large red circle in the center", "a small blue square on the left"]
+    images = generate_images(prompts, seed=0, steps=3, preset="smoke")
+    assert isinstance(images, np.ndarray) and images.dtype == np.uint8
+    assert images.shape == (2, 64, 64, 3)
+    again = generate_images(prompts, seed=0, steps=3, preset="smoke")
+    assert np.array_equal(images, again)
+    with pytest.raises(ValueError, match="unknown word"):
+        generate_images(["a red dog"], preset="smoke")
+    assert image_tokenizer_name() in WHERE
