@@ -1,0 +1,285 @@
+"""Book pages generated at build time from files in the repository (no notebook is executed).
+
+Three MyST directives, each rendering Markdown that is parsed in place:
+
+- ``{minit2i-results}``: the benchmarks' JSON files (``benchmarks/results/*.json``) as tables,
+  saying which came from a CPU and not a GPU;
+- ``{minit2i-status}``: how each chapter notebook's stored outputs were made (the ``minit2i``
+  record that ``python -m minit2i.execute`` writes into the notebook's metadata);
+- ``{minit2i-api}``: one ``automodule`` section per module of the ``minit2i`` package.
+
+Each page is rebuilt when the files it reads change. An ``autodoc-process-docstring`` hook turns
+the ``$$ ... $$`` and ``$...$`` maths of the package's docstrings into Sphinx maths, and an
+``html-page-context`` hook drops Thebe's scripts (a CDN loader the book does not use).
+``static/minit2i.css`` adjusts the theme.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.util.docutils import SphinxDirective
+
+# A result file's fields that describe the run rather than measure something.
+RUN_FIELDS = ("device", "preset", "torch", "version", "date", "created_at", "executed_at")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)) and all(not isinstance(v, (dict, list)) for v in value):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, (dict, list)):
+        return "`" + json.dumps(value)[:80] + "`"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(rows: list[dict]) -> list[str]:
+    """A Markdown table with one column per key (in first-seen order) and one row per dict."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_cell(row.get(k, "")) for k in keys) + " |" for row in rows]
+    return lines + [""]
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def is_gpu(device: str | None) -> bool:
+    """True for a record made on a GPU (its name, or "cuda"), False for cpu (e.g. "cpu (1
+    thread)"), mps or unknown."""
+    name = str(device or "").strip().lower()
+    return bool(name) and not name.startswith(("cpu", "mps", "unknown"))
+
+
+def render_result(path: Path, data) -> list[str]:
+    """One benchmark file as Markdown: a heading, where it was measured, then its tables."""
+    if not isinstance(data, dict):
+        data = {"results": data}
+    title = data.get("title") or data.get("benchmark") or data.get("name") or path.stem
+    lines = [f"## {title}", "", f"From `benchmarks/results/{path.name}`."]
+    run = {k: data[k] for k in RUN_FIELDS if k in data}
+    if run:
+        lines += ["", "Measured with " + ", ".join(f"{k} `{v}`" for k, v in run.items()) + "."]
+    if not is_gpu(data.get("device")):
+        device = f"`{data['device']}`" if data.get("device") else "an unknown device"
+        preset = f" in the `{data['preset']}` preset" if data.get("preset") else ""
+        lines += ["", ":::{warning}",
+                  f"This file comes from a run on {device}{preset}, not from a GPU run: its "
+                  "numbers show how the code behaves, not the book's full-size results.", ":::"]
+    lines.append("")
+    scalars = {}
+    skip = {"title", "benchmark", "name", *RUN_FIELDS}
+    for key, value in data.items():
+        if key in skip:
+            continue
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines += [f"**{key}**", "", *markdown_table([_flatten(v) for v in value])]
+        elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            rows = [{"": name, **_flatten(v)} for name, v in value.items()]   # one row per entry
+            lines += [f"**{key}**", "", *markdown_table(rows)]
+        elif isinstance(value, dict):
+            scalars.update(_flatten(value, f"{key}."))
+        else:
+            scalars[key] = value
+    if scalars:
+        lines += markdown_table([{"quantity": k, "value": v} for k, v in scalars.items()])
+    return lines
+
+
+def results_markdown(folder: Path) -> list[str]:
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        return ["No benchmark has written results yet: run the scripts in `benchmarks/`, which "
+                "write their JSON files into `benchmarks/results/`, then build the book again.", ""]
+    lines = []
+    for path in files:
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            lines += [f"## {path.stem}", "", f"`{path.name}` is not valid JSON ({error}).", ""]
+            continue
+        lines += render_result(path, data)
+    return lines
+
+
+def notebook_title(nb: dict, fallback: str) -> str:
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            source = "".join(cell.get("source", ""))
+            match = re.search(r"^#\s+(.+)$", source, flags=re.M)
+            if match:
+                return match.group(1).strip()
+    return fallback
+
+
+def status_markdown(folder: Path, docs: set[str] | None = None) -> list[str]:
+    """A table of each notebook's record; titles link to the chapters in ``docs`` (all if None)."""
+    notebooks = sorted(folder.glob("*.ipynb"))
+    if not notebooks:
+        return ["No chapter notebook yet.", ""]
+    rows = []
+    for path in notebooks:
+        nb = json.loads(path.read_text())
+        record = nb.get("metadata", {}).get("minit2i")
+        title = notebook_title(nb, path.stem).replace("|", "\\|")
+        linked = docs is None or f"notebooks/{path.stem}" in docs
+        row = {"chapter": f"{{doc}}`{title} </notebooks/{path.stem}>`" if linked else title}
+        if record:
+            gpu = is_gpu(record.get("device"))
+            when = str(record.get("executed_at", "?"))[:16].replace("T", " ")
+            row.update({"preset": record.get("preset", "?"),
+                        "device": f"{record.get('device', '?')}" + ("" if gpu else " (no GPU)"),
+                        "minit2i": record.get("version", "?"), "torch": record.get("torch", "?"),
+                        "run time": f"{float(record.get('duration_s', 0)) / 60:.1f} min",
+                        "executed (UTC)": when})
+        else:
+            row.update({"preset": "not recorded", "device": "", "minit2i": "", "torch": "",
+                        "run time": "", "executed (UTC)": ""})
+        rows.append(row)
+    return markdown_table(rows)
+
+
+def package_modules(package: Path) -> list[str]:
+    names = sorted(p.stem for p in package.glob("*.py") if not p.stem.startswith("_"))
+    return [f"minit2i.{name}" for name in names]
+
+
+def api_markdown(package: Path) -> list[str]:
+    lines = []
+    for module in package_modules(package):
+        # autodoc writes reStructuredText, so it runs inside an eval-rst block.
+        lines += [f"## `{module}`", "", "```{eval-rst}", f".. automodule:: {module}",
+                  "   :members:", "```", ""]
+    return lines
+
+
+class _Generated(SphinxDirective):
+    """Parse generated Markdown in place; rebuild the page when its inputs change."""
+
+    has_content = False
+
+    def inputs(self) -> tuple[Path, str]:
+        raise NotImplementedError
+
+    def markdown(self, folder: Path) -> list[str]:
+        raise NotImplementedError
+
+    def run(self) -> list[nodes.Node]:
+        root = Path(self.env.srcdir)
+        folder, pattern = self.inputs()
+        folder = root / folder
+        # The folder's own mtime changes when files appear or go; each file's when it changes.
+        self.env.note_dependency(str(folder))
+        for path in folder.glob(pattern):
+            self.env.note_dependency(str(path))
+        container = nodes.section()
+        container.document = self.state.document
+        self.state.nested_parse(StringList(self.markdown(folder)), self.content_offset,
+                                container, match_titles=True)
+        return container.children
+
+
+class ResultsDirective(_Generated):
+    def inputs(self):
+        return Path("benchmarks/results"), "*.json"
+
+    def markdown(self, folder):
+        return results_markdown(folder)
+
+
+class StatusDirective(_Generated):
+    def inputs(self):
+        return Path("notebooks"), "*.ipynb"
+
+    def markdown(self, folder):
+        return status_markdown(folder, set(self.env.found_docs))
+
+
+class ApiDirective(_Generated):
+    def inputs(self):
+        return Path("minit2i"), "*.py"
+
+    def markdown(self, folder):
+        return api_markdown(folder)
+
+
+def _escape_bars(lines: list[str]) -> list[str]:
+    """Escape ``|`` outside literals, maths and literal blocks: the docstrings write norms as
+    ``|x - y|``, which reStructuredText would read as a substitution reference."""
+    out, block_indent = [], None
+    for line in lines:
+        indent = len(line) - len(line.lstrip())
+        if block_indent is not None and line.strip() and indent <= block_indent:
+            block_indent = None                                  # the literal block has ended
+        if block_indent is None:
+            parts = re.split(r"(``.*?``|`[^`]*`)", line)
+            line = "".join(part if k % 2 else part.replace("|", "\\|")
+                           for k, part in enumerate(parts))
+            if line.rstrip().endswith("::"):
+                block_indent = indent
+        out.append(line)
+    return out
+
+
+def docstring_maths(app, what, name, obj, options, lines: list[str]) -> None:
+    """Turn ``$$ ... $$`` blocks and ``$...$`` spans of a docstring into Sphinx maths (and
+    escape the other ``|``)."""
+    out: list[str] = []
+    block: list[str] | None = None
+    for line in lines:
+        stripped = line.strip()
+        if block is not None:
+            if stripped.endswith("$$"):
+                block.append(stripped[:-2])
+                out += ["", ".. math::", ""] + ["   " + b for b in block if b.strip()] + [""]
+                block = None
+            else:
+                block.append(stripped)
+        elif stripped.startswith("$$") and not (stripped.endswith("$$") and len(stripped) > 4):
+            block = [stripped[2:]]
+        elif stripped.startswith("$$"):
+            out += ["", ".. math::", "", "   " + stripped[2:-2].strip(), ""]
+        else:
+            out.append(re.sub(r"(?<![\\$`])\$([^$\n]+?)\$(?!\$)", r":math:`\1`", line))
+    lines[:] = _escape_bars(out + (block or []))
+
+
+def drop_thebe(app, pagename, templatename, context, doctree) -> None:
+    """Remove Thebe's scripts, which Jupyter Book always adds (twice, a page error) and which
+    point to a CDN: the book has no live-code button, and its pages load nothing from the web."""
+    def thebe(asset) -> bool:
+        body = getattr(asset, "attributes", {}).get("body", "")
+        return "thebe" in str(getattr(asset, "filename", asset)) or "THEBE_JS_URL" in body
+
+    for key in ("script_files", "css_files"):
+        if key in context:
+            context[key] = [asset for asset in context[key] if not thebe(asset)]
+
+
+def add_static(app) -> None:
+    app.config.html_static_path.append(str(Path(__file__).parent / "static"))
+
+
+def setup(app):
+    app.connect("builder-inited", add_static)
+    app.add_css_file("minit2i.css")
+    app.add_directive("minit2i-results", ResultsDirective)
+    app.add_directive("minit2i-status", StatusDirective)
+    app.add_directive("minit2i-api", ApiDirective)
+    app.connect("autodoc-process-docstring", docstring_maths)
+    app.connect("html-page-context", drop_thebe)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
