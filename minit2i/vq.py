@@ -227,6 +227,26 @@ class VQVAE(nn.Module):
         return self.decoder(z_q)
 
 
+def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, fg_weight: float = 0.0
+                        ) -> torch.Tensor:
+    """Mean squared error of images (B, 3, H, W) in [-1, 1], pixels near objects weighted more.
+
+    On Shapes most pixels are black background, so plain MSE is mostly spent on getting black
+    right and a small shape's corners barely count. Pixels within two of an object (any channel
+    above -0.45, dilated by a 5x5 max-pool) get weight ``1 + fg_weight``, the rest 1; dividing by
+    the mean weight keeps the loss on the scale of MSE. ``fg_weight=0`` is exactly ``F.mse_loss``.
+    """
+    if recon.shape != x.shape or x.ndim != 4:
+        raise ValueError(f"expected two image batches (B, C, H, W) of one shape, got "
+                         f"{tuple(recon.shape)} and {tuple(x.shape)}")
+    err = (recon - x) ** 2
+    if not fg_weight:
+        return err.mean()
+    near = F.max_pool2d((x.amax(1, keepdim=True) > -0.45).float(), 5, stride=1, padding=2)
+    w = 1 + fg_weight * near
+    return (w * err).mean() / w.mean()
+
+
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB of images in [-1, 1] (peak-to-peak 2), per image."""
     mse = (x.float() - y.float()).pow(2).flatten(1).mean(1)
@@ -234,8 +254,9 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def train_vqvae(model: VQVAE, r: dict, device: torch.device, progress: bool = True) -> dict:
-    """Train on rendered Shapes images: MSE reconstruction + VQ loss, AdamW with warmup and cosine
-    decay, k-means initialisation, and dead codes restarted every ``restart_every`` steps."""
+    """Train on rendered Shapes images: MSE reconstruction (optionally weighted towards objects,
+    ``fg_weight``; see ``reconstruction_loss``) + VQ loss, AdamW with warmup and cosine decay,
+    k-means initialisation, and dead codes restarted every ``restart_every`` steps."""
     from .config import autocast
     from .shapes import ShapesDataset
 
@@ -257,7 +278,7 @@ def train_vqvae(model: VQVAE, r: dict, device: torch.device, progress: bool = Tr
         x = batch                                # (B, 3, H, W) in [-1, 1]
         with autocast(device):
             out = model(x)
-            rec = F.mse_loss(out["recon"].float(), x)
+            rec = reconstruction_loss(out["recon"].float(), x, r.get("fg_weight", 0.0))
         loss = rec + out["vq_loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()

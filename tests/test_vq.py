@@ -14,6 +14,7 @@ from minit2i.vq import (
     perplexity,
     psnr,
     quantize,
+    reconstruction_loss,
     restart_dead_codes,
     vq_loss,
 )
@@ -138,6 +139,29 @@ def test_psnr():
     x = torch.zeros(2, 3, 4, 4)
     expected = 10 * torch.log10(torch.tensor(4 / 0.04)).item()
     assert psnr(x, x + 0.2)[0].item() == pytest.approx(expected)
+
+
+def test_reconstruction_loss_weights_pixels_near_objects():
+    x = -torch.ones(2, 3, 16, 16, dtype=torch.float64)
+    x[:, 0, 6:9, 6:9] = 0.8                                     # a small red object
+    recon = x + 0.1 * torch.randn_like(x)
+    # no weight: exactly the mean squared error, values and gradients
+    r1 = recon.clone().requires_grad_(True)
+    r2 = recon.clone().requires_grad_(True)
+    reconstruction_loss(r1, x).backward()
+    torch.nn.functional.mse_loss(r2, x).backward()
+    torch.testing.assert_close(r1.grad, r2.grad)
+    # with a weight: the hand-written formula, and the same error counts more near the object
+    w = torch.ones(2, 1, 16, 16, dtype=torch.float64)
+    w[:, :, 4:11, 4:11] += 9                                   # the object dilated by 2 pixels
+    expected = (w * (recon - x) ** 2).mean() / w.mean()
+    torch.testing.assert_close(reconstruction_loss(recon, x, 9.0), expected)
+    near, far = x.clone(), x.clone()
+    near[:, :, 7, 7] += 0.5
+    far[:, :, 0, 0] += 0.5
+    assert reconstruction_loss(near, x, 9.0) > 5 * reconstruction_loss(far, x, 9.0)
+    with pytest.raises(ValueError, match="one shape"):
+        reconstruction_loss(recon[:, :, :8], x)
 
 
 def test_train_or_load_vqvae_in_smoke(cache):
