@@ -13,6 +13,7 @@ Writes benchmarks/results/tokenizer_ceiling.json.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import platform
 import time
@@ -33,13 +34,14 @@ from minit2i.zoo import load_or_train
 def ceiling(model, device, n: int = 256) -> dict:
     """PSNR on val and the judge's scores on reconstructions of n one- and n two-object scenes."""
     out = {"psnr": evaluate_vqvae(model, device)["psnr"]}
-    for n_objects, task in ((1, "single_object"), (1, "colour"), (2, "two_objects"),
-                            (2, "colour_attribution")):
+    for n_objects, tasks in ((1, ("single_object", "colour")),
+                             (2, ("two_objects", "colour_attribution"))):
         ds = ShapesDataset("val", n, seed=5, n_objects=n_objects)
         images, _, _ = ds.tensors()
         prompts = [ds.scene_and_caption(i)[1] for i in range(n)]
         rec = model.decode_indices(encode_images(model, images, device).to(device))
-        out[task] = shapes_eval(rec.float().clamp(-1, 1).cpu(), prompts)[task]
+        scores = shapes_eval(rec.float().clamp(-1, 1).cpu(), prompts)
+        out.update({task: scores[task] for task in tasks})
     return out
 
 
@@ -58,8 +60,7 @@ def main() -> None:
         print(name, {k: round(v, 3) for k, v in rows[name].items()}, flush=True)
     if args.variant:
         r = recipe("vqvae", preset)
-        changes = {k: float(v) if "." in v or "e" in v else int(v)
-                   for k, v in (item.split("=", 1) for item in args.variant)}
+        changes = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.variant)}
         r["train"].update(changes)
         torch.manual_seed(0)
         model = VQVAE(VQVAEConfig(**r["model"])).to(device)
