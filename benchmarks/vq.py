@@ -4,8 +4,10 @@
 
 Trains (or loads from the cache) the VQ-VAE and the VQGAN of the preset and writes
 benchmarks/results/vq.json: PSNR, codebook usage, perplexity, sharpness relative to the
-originals, training seconds, and training throughput. Targets (full preset): VQ-VAE usage >= 90 %
-and PSNR >= 32 dB at an 8x8 grid; VQGAN sharper than the VQ-VAE.
+originals, training seconds, and training throughput. The VQGAN is the VQ-VAE fine-tuned with a
+discriminator, so its seconds are the fine-tuning's; ``tokenizer_seconds`` adds the two. Targets
+(full preset): VQ-VAE usage >= 90 % and PSNR >= 32 dB at an 8x8 grid; the VQGAN both sharper
+and of higher PSNR than the VQ-VAE at the same grid.
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ def main() -> None:
         out["models"][name] = m
         print(f"{name}: " + ", ".join(f"{k} {v:.3g}" for k, v in m.items()
                                       if isinstance(v, float)))
-    v = out["models"]["vqvae"]
+    v, g = out["models"]["vqvae"], out["models"]["vqgan"]
+    out["tokenizer_seconds"] = v["seconds"] + g["seconds"]
     out["targets"] = {"vqvae_usage_ge_0.9": v["usage"] >= 0.9, "vqvae_psnr_ge_32": v["psnr"] >= 32,
-                      "vqgan_sharper_than_vqvae":
-                          out["models"]["vqgan"]["sharpness"] > v["sharpness"]}
+                      "vqgan_sharper_than_vqvae": g["sharpness"] > v["sharpness"],
+                      "vqgan_psnr_above_vqvae": g["psnr"] > v["psnr"]}
     path = Path(__file__).parent / "results" / "vq.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {path}")

@@ -227,19 +227,23 @@ class VQVAE(nn.Module):
         return self.decoder(z_q)
 
 
-def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, fg_weight: float = 0.0
-                        ) -> torch.Tensor:
-    """Mean squared error of images (B, 3, H, W) in [-1, 1], pixels near objects weighted more.
+def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, fg_weight: float = 0.0,
+                        kind: str = "mse") -> torch.Tensor:
+    """Squared (``kind="mse"``) or absolute (``"l1"``) error of images (B, 3, H, W) in [-1, 1],
+    pixels near objects weighted more.
 
-    On Shapes most pixels are black background, so plain MSE is mostly spent on getting black
+    On Shapes most pixels are black background, so a plain mean is mostly spent on getting black
     right and a small shape's corners barely count. Pixels within two of an object (any channel
     above -0.45, dilated by a 5x5 max-pool) get weight ``1 + fg_weight``, the rest 1; dividing by
-    the mean weight keeps the loss on the scale of MSE. ``fg_weight=0`` is exactly ``F.mse_loss``.
+    the mean weight keeps the loss on the scale of the plain one. ``fg_weight=0`` is exactly
+    ``F.mse_loss`` (or ``F.l1_loss``).
     """
     if recon.shape != x.shape or x.ndim != 4:
         raise ValueError(f"expected two image batches (B, C, H, W) of one shape, got "
                          f"{tuple(recon.shape)} and {tuple(x.shape)}")
-    err = (recon - x) ** 2
+    if kind not in ("mse", "l1"):
+        raise ValueError(f"kind must be 'mse' or 'l1', got {kind!r}")
+    err = (recon - x) ** 2 if kind == "mse" else (recon - x).abs()
     if not fg_weight:
         return err.mean()
     near = F.max_pool2d((x.amax(1, keepdim=True) > -0.45).float(), 5, stride=1, padding=2)

@@ -10,20 +10,29 @@ $$ \lambda = \frac{\lVert \nabla_{G_L} \mathcal{L}_{rec} \rVert}
 
 with $G_L$ the decoder's last layer. The discriminator is switched on only after ``disc_start``
 steps, once reconstructions are already good: a discriminator that sees noise at first wins at
-once and its gradients wreck the autoencoder. No downloaded perceptual network: the
-reconstruction loss is L1.
+once and its gradients wreck the autoencoder. It then trains alone for ``disc_warmup`` steps
+before its verdict reaches the generator. With ``init_from="vqvae"`` the whole first phase is
+chapter 3's trained VQ-VAE, loaded (or trained) from the zoo: the VQGAN is that model fine-tuned
+with a discriminator. No downloaded perceptual network: the reconstruction loss is L1, weighted
+towards the objects like chapter 3's (``fg_weight``).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import autocast
 from .gan import discriminator_loss, generator_loss
 from .train import batches_from, cosine_lr, fit, to_float_image
-from .vq import VQVAE, VQVAEConfig, evaluate_vqvae, kmeans_init, restart_dead_codes
+from .vq import (
+    VQVAE,
+    VQVAEConfig,
+    evaluate_vqvae,
+    kmeans_init,
+    reconstruction_loss,
+    restart_dead_codes,
+)
 from .zoo import ModelSpec
 
 
@@ -72,7 +81,8 @@ def sharpness(images: torch.Tensor) -> torch.Tensor:
 def make_vqgan_step(model: VQVAE, disc: PatchDiscriminator, r: dict, device: torch.device):
     """One training step of the VQGAN: generator update, then (after disc_start) discriminator.
 
-    ``r``: lr, steps, warmup, disc_start, disc_weight, adaptive (bool), restart_every.
+    ``r``: lr, steps, warmup, disc_start, disc_warmup (steps the discriminator trains before
+    the generator hears it), disc_weight, adaptive (bool), fg_weight, restart_every.
     Returns ``step(x, i) -> dict`` for ``minit2i.train.fit``.
     """
     opt_g = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=r["lr"],
@@ -85,11 +95,12 @@ def make_vqgan_step(model: VQVAE, disc: PatchDiscriminator, r: dict, device: tor
 
     def step(x, i):
         nonlocal usage
-        gan_on = i >= r["disc_start"]
+        d_on = i >= r["disc_start"]
+        gan_on = i >= r["disc_start"] + r.get("disc_warmup", 0)
         with autocast(device):
             out = model(x)
             recon = out["recon"].float()
-            rec = F.l1_loss(recon, x)
+            rec = reconstruction_loss(recon, x, r.get("fg_weight", 0.0), kind="l1")
             g_loss = generator_loss(disc(recon).float().reshape(-1), "hinge") if gan_on else zero
         weight = zero
         if gan_on:
@@ -101,7 +112,7 @@ def make_vqgan_step(model: VQVAE, disc: PatchDiscriminator, r: dict, device: tor
         opt_g.step()
         sched.step()
         d_loss = zero
-        if gan_on:
+        if d_on:
             with autocast(device):
                 real, fake = disc(x).float().reshape(-1), disc(recon.detach()).float().reshape(-1)
                 d_loss = discriminator_loss(real, fake, "hinge")
@@ -122,7 +133,10 @@ def make_vqgan_step(model: VQVAE, disc: PatchDiscriminator, r: dict, device: tor
 
 def train_vqgan(model: VQVAE, r: dict, device: torch.device, progress: bool = True,
                 history_out: list | None = None) -> dict:
-    """Train a VQGAN on rendered Shapes images; returns val PSNR, usage, perplexity, sharpness."""
+    """Train a VQGAN on rendered Shapes images; returns val PSNR, usage, perplexity, sharpness.
+
+    With ``r["init_from"]`` (a zoo name, loaded for ``r["preset"]``), start from that trained
+    model instead of from k-means: ``r["steps"]`` are then fine-tuning steps."""
     from .shapes import ShapesDataset
 
     torch.manual_seed(r.get("seed", 0))
@@ -130,10 +144,20 @@ def train_vqgan(model: VQVAE, r: dict, device: torch.device, progress: bool = Tr
     batches = batches_from(images, batch_size=r["batch_size"], device=device,
                            transform=to_float_image)
     disc = PatchDiscriminator(r["disc_channels"]).to(device)
-    model.train()
-    with torch.no_grad():
-        z = model.encoder(next(batches)).permute(0, 2, 3, 1).reshape(-1, model.config.code_dim)
-        kmeans_init(model.quantizer, z.float())
+    if r.get("init_from"):                      # phase one is a trained VQ-VAE from the zoo
+        from .zoo import load_or_train
+        start = load_or_train(r["init_from"], r.get("preset"), device=device)
+        if start.config != model.config:
+            raise ValueError(f"init_from={r['init_from']!r}: its config {start.config} differs "
+                             f"from the VQGAN's {model.config}; the two recipes' model settings "
+                             "must match")
+        model.load_state_dict(start.state_dict())
+        model.train()
+    else:
+        model.train()
+        with torch.no_grad():
+            z = model.encoder(next(batches)).permute(0, 2, 3, 1).reshape(-1, model.config.code_dim)
+            kmeans_init(model.quantizer, z.float())
     history = fit(make_vqgan_step(model, disc, r, device), batches, r["steps"], desc="VQGAN",
                   progress=progress, log_every=r.get("log_every", 25))
     if history_out is not None:

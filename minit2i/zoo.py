@@ -122,7 +122,7 @@ def load_or_train(name: str, preset: str | None = None, *, device: torch.device 
         if verbose:
             print(f"training {name} with the {preset} recipe (cached as {path.name} for next time)")
         model = s.build(config).to(device)
-        metrics = s.train(model, r["train"], device) or {}
+        metrics = s.train(model, {**r["train"], "preset": preset}, device) or {}
         save(model, config, path, metrics)
     model.metrics = metrics
     return model.eval()

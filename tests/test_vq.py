@@ -160,8 +160,18 @@ def test_reconstruction_loss_weights_pixels_near_objects():
     near[:, :, 7, 7] += 0.5
     far[:, :, 0, 0] += 0.5
     assert reconstruction_loss(near, x, 9.0) > 5 * reconstruction_loss(far, x, 9.0)
+    # kind="l1": F.l1_loss without a weight, the same weighting with one
+    r3 = recon.clone().requires_grad_(True)
+    r4 = recon.clone().requires_grad_(True)
+    reconstruction_loss(r3, x, kind="l1").backward()
+    torch.nn.functional.l1_loss(r4, x).backward()
+    torch.testing.assert_close(r3.grad, r4.grad)
+    torch.testing.assert_close(reconstruction_loss(recon, x, 9.0, kind="l1"),
+                               (w * (recon - x).abs()).mean() / w.mean())
     with pytest.raises(ValueError, match="one shape"):
         reconstruction_loss(recon[:, :, :8], x)
+    with pytest.raises(ValueError, match="'mse' or 'l1'"):
+        reconstruction_loss(recon, x, kind="l2")
 
 
 def test_train_or_load_vqvae_in_smoke(cache):

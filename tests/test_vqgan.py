@@ -77,6 +77,20 @@ def test_training_steps_before_and_after_the_discriminator_starts(adaptive):
     assert any(not torch.equal(a, b) for a, b in zip(d_before, disc.parameters()))
 
 
+def test_discriminator_warms_up_before_the_generator_hears_it():
+    model, disc = small_model(), PatchDiscriminator(8)
+    r = {"lr": 1e-3, "steps": 6, "warmup": 1, "disc_start": 1, "disc_warmup": 2,
+         "disc_weight": 0.5, "restart_every": 100, "fg_weight": 9.0}
+    step = make_vqgan_step(model, disc, r, torch.device("cpu"))
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    assert step(x, 0)["d"] == 0                                 # before disc_start: nothing
+    for i in (1, 2):                                            # warm-up: D learns, G is deaf
+        out = step(x, i)
+        assert out["d"] > 0 and out["g"] == 0 and out["lambda"] == 0
+    out = step(x, 3)                                            # then the adversarial term
+    assert out["d"] > 0 and out["lambda"] > 0
+
+
 def test_overfits_one_batch():
     model, disc = small_model(), PatchDiscriminator(8)
     r = {"lr": 2e-3, "steps": 80, "warmup": 1, "disc_start": 60, "disc_weight": 0.1,
@@ -93,3 +107,16 @@ def test_train_or_load_vqgan_in_smoke(cache):
     model = load_or_train("vqgan", "smoke", device="cpu", verbose=False)
     assert {"psnr", "usage", "perplexity", "sharpness"} <= set(model.metrics)
     assert model.encode(torch.zeros(1, 3, 64, 64)).shape == (1, 8, 8)
+
+
+def test_vqgan_starts_from_the_trained_vqvae(cache):
+    from minit2i.vqgan import train_vqgan
+    from minit2i.zoo import checkpoint_path, load_or_train
+    load_or_train("vqgan", "smoke", device="cpu", verbose=False)
+    assert checkpoint_path("vqvae", "smoke").exists()           # phase one, trained on the way
+    other = VQVAE(VQVAEConfig(channels=8, num_codes=64))
+    r = {"init_from": "vqvae", "preset": "smoke", "steps": 1, "batch_size": 4, "n_train": 8,
+         "lr": 1e-3, "disc_start": 0, "disc_weight": 0.5, "disc_channels": 8,
+         "restart_every": 10}
+    with pytest.raises(ValueError, match="must match"):
+        train_vqgan(other, r, torch.device("cpu"), progress=False)
