@@ -4,10 +4,10 @@ A text-to-image model that writes a tokenizer's codes can draw no better than th
 decoder draws the codes of real images. This script encodes and decodes validation scenes with
 the zoo's VQ-VAE (chapter 3) and VQGAN (chapter 5) of a preset, and lets the judge score the
 reconstructions against the scenes' own captions. With ``--variant``, it also trains a VQ-VAE
-with the preset's recipe changed as given (e.g. ``fg_weight=9 steps=2400``) and scores that.
+with the preset's recipe changed as given (e.g. ``fg_weight=0`` for the plain MSE) and scores that.
 Writes benchmarks/results/tokenizer_ceiling.json.
 
-    python benchmarks/tokenizer_ceiling.py --preset cpu [--variant fg_weight=9 steps=2400]
+    python benchmarks/tokenizer_ceiling.py --preset cpu [--variant fg_weight=0]
 """
 
 from __future__ import annotations
