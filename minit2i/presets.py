@@ -1,8 +1,10 @@
 """The one place that says how big each model is and how long it trains, per preset.
 
 ``RECIPES[name][preset]`` is a dict with ``model`` (the model's config fields) and ``train``
-(steps, batch size, learning rate, ...). ``smoke`` must run in seconds on a CPU (CI), ``cpu`` in a
-few minutes on a laptop, ``full`` in minutes on one GPU. Read it with ``recipe(name, preset)``.
+(steps, batch size, learning rate, ...). ``smoke`` must run in seconds on a CPU (CI), ``cpu`` in
+minutes on a laptop (a chapter in at most about 20 on two cores: the text-to-image chapters need
+tokenizers good enough to draw small shapes), ``full`` in minutes on one GPU. Read it with
+``recipe(name, preset)``.
 """
 
 from __future__ import annotations
