@@ -23,6 +23,7 @@ from minit2i.config import get_device, preset_name
 from minit2i.dalle import draw
 from minit2i.eval import shapes_eval
 from minit2i.execute import device_name
+from minit2i.presets import recipe
 from minit2i.shapes import ShapesDataset, caption
 from minit2i.zoo import load_or_train
 
@@ -46,6 +47,13 @@ def main() -> None:
     model = load_or_train("dalle", preset, device=device)            # trains the tokenizer too
     trained = time.perf_counter() - start
     vq = load_or_train(model.metrics["image_tokenizer"], preset, device=device, verbose=False)
+    # Training time of the whole pipeline, from the checkpoints (also when they were loaded):
+    # the transformer, its tokenizer, and the VQ-VAE a VQGAN was fine-tuned from.
+    vq_name = model.metrics["image_tokenizer"]
+    parts = {"dalle": model.metrics.get("seconds"), vq_name: vq.metrics.get("seconds")}
+    start_from = recipe(vq_name, preset)["train"].get("init_from")
+    if start_from:
+        parts[start_from] = load_or_train(start_from, preset, verbose=False).metrics.get("seconds")
     clip = load_or_train("clip", preset, device=device) if args.candidates > 1 else None
     sets = {"one_object": prompts_of("val", 1, args.n), "two_objects": prompts_of("val", 2, args.n),
             "heldout_pairs": prompts_of("heldout", 1, args.n)}
@@ -69,6 +77,8 @@ def main() -> None:
         "heldout_pairs": scores["heldout_pairs"]["colour"],
         "scores": scores,
         "train_or_load_seconds": round(trained, 1),
+        "pipeline_train_seconds": {**{k: round(v, 1) for k, v in parts.items() if v},
+                                   "total": round(sum(v for v in parts.values() if v), 1)},
         "images_per_s": round(3 * args.n / drawing, 2),
         "best_step": model.metrics.get("best_step"),
         "target_full": {"single_object": 0.98, "two_objects": 0.90, "position": 0.95,
