@@ -144,6 +144,7 @@ def train_vqgan(model: VQVAE, r: dict, device: torch.device, progress: bool = Tr
     batches = batches_from(images, batch_size=r["batch_size"], device=device,
                            transform=to_float_image)
     disc = PatchDiscriminator(r["disc_channels"]).to(device)
+    model.train()
     if r.get("init_from"):                      # phase one is a trained VQ-VAE from the zoo
         from .zoo import load_or_train
         start = load_or_train(r["init_from"], r.get("preset"), device=device)
@@ -152,9 +153,7 @@ def train_vqgan(model: VQVAE, r: dict, device: torch.device, progress: bool = Tr
                              f"from the VQGAN's {model.config}; the two recipes' model settings "
                              "must match")
         model.load_state_dict(start.state_dict())
-        model.train()
     else:
-        model.train()
         with torch.no_grad():
             z = model.encoder(next(batches)).permute(0, 2, 3, 1).reshape(-1, model.config.code_dim)
             kmeans_init(model.quantizer, z.float())
