@@ -17,7 +17,7 @@ from pathlib import Path
 
 from minit2i.clip import evaluate
 from minit2i.config import preset_name
-from minit2i.execute import device_name
+from minit2i.execute import device_name, write_record
 from minit2i.zoo import load_or_train
 
 TARGETS = {"zero_shot_color": 0.98, "zero_shot_shape": 0.98, "val_t2i_R@1": 0.9}
@@ -47,10 +47,8 @@ def main() -> None:
         "targets_full": TARGETS,
         "meets_targets": all(scores[k] >= v for k, v in TARGETS.items()),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    write_record(result, args.out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ warm-up call that trains or loads the models.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 
 from minit2i.config import preset_name
 from minit2i.eval import judge, shapes_eval
-from minit2i.execute import device_name
+from minit2i.execute import device_name, write_record
 from minit2i.generation import METHODS, generate
 from minit2i.shapes import ShapesDataset, caption
 
@@ -70,13 +69,10 @@ def main() -> None:
     result = {"benchmark": "comparison", "preset": preset, "device": device_name(),
               "prompts": args.n, "per_prompt": args.per_prompt,
               "methods": {m: compare(m, prompts, args.per_prompt) for m in METHODS}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
     for m, r in result["methods"].items():
         print(f"{m:11s}: overall {r['scores']['overall']:.2f}, "
               f"{r['seconds_per_image'] * 1000:.1f} ms/image, distinct {r['distinct_scenes']:.2f}")
-    print(f"wrote {out}")
+    write_record(result, args.out)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import torch
 from minit2i.config import get_device, preset_name
 from minit2i.dalle import draw
 from minit2i.eval import shapes_eval
-from minit2i.execute import device_name
+from minit2i.execute import device_name, write_record
 from minit2i.presets import recipe
 from minit2i.shapes import ShapesDataset, caption
 from minit2i.zoo import load_or_train
@@ -85,10 +85,8 @@ def main() -> None:
                         "colour_attribution": 0.90, "heldout_pairs": 0.85,
                         "pipeline_minutes": 5},
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    write_record(result, args.out)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ generated images are never clean. Writes benchmarks/results/judge_accuracy.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from minit2i.eval import judge
+from minit2i.execute import write_record
 from minit2i.shapes import SPLITS, render, sample_scene
 
 ATTRIBUTES = ("shape", "color", "size", "position")
@@ -88,9 +88,7 @@ def main() -> None:
               platform.machine(), "n_scenes": args.n, "seconds": time.perf_counter() - start,
               "degradation": "gaussian blur sigma 0.6 px, then noise sigma 0.1 on [-1, 1]",
               "results": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(result, args.out)
 
 
 if __name__ == "__main__":

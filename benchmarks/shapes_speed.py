@@ -8,7 +8,6 @@ Writes benchmarks/results/shapes_speed.json. The target is >= 5,000 images/s at 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from minit2i.execute import write_record
 from minit2i.shapes import ShapesDataset, render, sample_scene
 
 TARGET = 5000
@@ -56,9 +56,7 @@ def main() -> None:
               "python": platform.python_version(), "torch": torch.__version__, "n": args.n,
               "target_images_per_s": TARGET,
               "meets_target": rates["render_64_images_per_s"] >= TARGET, **rates}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(result, args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import platform
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 from minit2i.config import get_device, preset_name
 from minit2i.dalle import encode_images
 from minit2i.eval import shapes_eval
+from minit2i.execute import device_name, write_record
 from minit2i.presets import recipe
 from minit2i.shapes import ShapesDataset
 from minit2i.vq import VQVAE, VQVAEConfig, evaluate_vqvae, train_vqvae
@@ -69,13 +69,11 @@ def main() -> None:
         key = "vqvae " + " ".join(args.variant)
         rows[key] = ceiling(model, device) | {"train_seconds": time.perf_counter() - start}
         print(key, {k: round(v, 3) for k, v in rows[key].items()}, flush=True)
-    result = {"benchmark": "tokenizer_ceiling", "preset": preset, "device": str(device),
+    result = {"benchmark": "tokenizer_ceiling", "preset": preset, "device": device_name(),
               "cpu": platform.processor() or platform.machine(),
               "note": "judge scores of reconstructions of real val scenes (256 per task)",
               "results": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_record(result, args.out)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,12 @@ and of higher PSNR than the VQ-VAE at the same grid.
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from pathlib import Path
 
-import torch
-
 from minit2i.config import get_device, preset_name
+from minit2i.execute import device_name, write_record
 from minit2i.presets import recipe
 from minit2i.vqgan import val_sharpness
 from minit2i.zoo import load_or_train
@@ -28,7 +26,7 @@ from minit2i.zoo import load_or_train
 def main() -> None:
     device, preset = get_device(), preset_name()
     out = {"benchmark": "vq", "preset": preset,
-           "device": torch.cuda.get_device_name() if device.type == "cuda" else device.type,
+           "device": device_name(),
            "cpu": platform.processor() or platform.machine(), "models": {}}
     for name in ("vqvae", "vqgan"):
         start = time.perf_counter()
@@ -48,9 +46,7 @@ def main() -> None:
     out["targets"] = {"vqvae_usage_ge_0.9": v["usage"] >= 0.9, "vqvae_psnr_ge_32": v["psnr"] >= 32,
                       "vqgan_sharper_than_vqvae": g["sharpness"] > v["sharpness"],
                       "vqgan_psnr_above_vqvae": g["psnr"] > v["psnr"]}
-    path = Path(__file__).parent / "results" / "vq.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_record(out, Path(__file__).parent / "results" / "vq.json")
 
 
 if __name__ == "__main__":

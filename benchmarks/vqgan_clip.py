@@ -20,7 +20,7 @@ import torch
 
 from minit2i.clip import distinct_scenes, embed_images, embed_texts, recall_at_k
 from minit2i.config import preset_name
-from minit2i.execute import device_name
+from minit2i.execute import device_name, write_record
 from minit2i.shapes import caption
 from minit2i.train import to_float_image
 from minit2i.vqgan_clip import generate_images, image_tokenizer_name
@@ -69,10 +69,8 @@ def main() -> None:
         **judge(images.permute(0, 2, 3, 1).numpy(), prompts),
         "target_full": {"single_object": 0.8, "seconds_per_image": 30},
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    write_record(result, args.out)
 
 
 if __name__ == "__main__":

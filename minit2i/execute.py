@@ -51,6 +51,17 @@ def device_name() -> str:
     return device.type
 
 
+def write_record(result: dict, path: str | Path) -> Path:
+    """Write a benchmark's result as indented JSON (making its folder) and say where."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
 def _failing_cell(nb: nbformat.NotebookNode) -> tuple[int, str]:
     """The index and first source line of the first cell with an error output (or (-1, ""))."""
     for index, cell in enumerate(nb.cells):

@@ -73,3 +73,12 @@ def test_progress_bars_are_stored_as_text(tmp_path):
     lines = [o["data"]["text/plain"] for o in outputs if "text/plain" in o.get("data", {})]
     assert any(line.startswith("demo: 100%|") and "8/8" in line and "loss=1" in line
                for line in lines), outputs
+
+
+def test_write_record_makes_the_folder_and_round_trips(tmp_path, capsys):
+    import json
+
+    from minit2i.execute import write_record
+    path = write_record({"benchmark": "x", "value": 1.5}, tmp_path / "new" / "x.json")
+    assert json.loads(path.read_text()) == {"benchmark": "x", "value": 1.5}
+    assert path.read_text().endswith("\n") and str(path) in capsys.readouterr().out
