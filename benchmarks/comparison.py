@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from minit2i.config import preset_name
+from minit2i.data import ShapesDataset
 from minit2i.eval import judge, shapes_eval
 from minit2i.execute import device_name, write_record
 from minit2i.generation import METHODS, generate
-from minit2i.shapes import ShapesDataset, caption
+from minit2i.shapes import caption
 
 
 def pixel_diversity(group: np.ndarray) -> float:

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from minit2i.data import ShapesDataset
 from minit2i.execute import write_record
-from minit2i.shapes import ShapesDataset, render, sample_scene
+from minit2i.shapes import render, sample_scene
 
 TARGET = 5000
 

@@ -19,18 +19,17 @@ apart as false negatives. See chapter 4, "CLIP".
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import autocast, grad_scaler
-from .shapes import COLORS, POSITIONS, SHAPES, SIZES, Obj, Scene, ShapesDataset, caption, render
+from .config import autocast, settings
+from .data import ShapesDataset
+from .shapes import COLORS, POSITIONS, SHAPES, SIZES, Obj, Scene, caption, render, to_float_image
 from .text import Tokenizer
-from .train import to_float_image
+from .train import OptimizerStep, batches_from, fit, param_groups
 from .transformer import Transformer
-from .zoo import ModelSpec
 
 MAX_LOG_SCALE = math.log(100.0)      # CLIP clamps s = e^t at 100 so the logits cannot explode
 
@@ -70,7 +69,7 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor,
     return (loss_i + loss_t) / 2
 
 
-@dataclass
+@settings
 class CLIPConfig:
     embed_dim: int = 64          # D of the shared space both encoders project into
     text_dim: int = 64
@@ -168,20 +167,6 @@ class CLIP(nn.Module):
         return self.encode_image(images), self.encode_text(tokens)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay matrices and conv kernels; not biases, norms, or the temperature.
-
-    Decaying t would pull the scale s = e^t towards 1 and undo what the loss learns.
-    """
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or name == "logit_scale" else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
 def random_crops(images: torch.Tensor, min_scale: float = 0.8, noise: float = 0.1,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """One random view per image (B, 3, H, W): a square crop covering ``min_scale``..1 of the
@@ -207,17 +192,32 @@ def random_crops(images: torch.Tensor, min_scale: float = 0.8, noise: float = 0.
     return views + noise * u[3].view(-1, 1, 1, 1) * eps
 
 
+@settings
+class CLIPTrain:
+    """How a CLIP trains (``minit2i.presets`` has one per preset)."""
+
+    steps: int
+    batch_size: int
+    n_train: int
+    lr: float = 1e-3
+    warmup: int = 0
+    weight_decay: float = 0.1
+    augment: bool = False         # the image encoder sees random_crops of the images
+    n_eval: int = 500             # one-object val scenes for the zero-shot scores
+    seed: int = 0                 # clip and clip_b differ only here
+    log_every: int = 25
+
+
 def make_train_step(model: CLIP, lr: float, steps: int, weight_decay: float = 0.1,
                     warmup: int = 0, device="cpu", augment: bool = False):
     """A ``step(batch, i)`` for ``train.fit`` on batches (images, tokens, scene ids).
 
-    With ``augment`` the image encoder sees ``random_crops`` of the images.
+    AdamW without decay on biases, norms, embeddings and the temperature
+    (``minit2i.train.param_groups``; a frozen parameter is left out). With ``augment`` the
+    image encoder sees ``random_crops`` of the images.
     """
-    from .train import cosine_lr
-
-    opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: cosine_lr(i, steps, warmup))
-    scaler = grad_scaler(device)
+    update = OptimizerStep(param_groups(model, weight_decay), lr, device=device,
+                           betas=(0.9, 0.98), eps=1e-6, steps=steps, warmup=warmup, clip=None)
 
     def step(batch, i):
         images, tokens, groups = batch
@@ -225,11 +225,7 @@ def make_train_step(model: CLIP, lr: float, steps: int, weight_decay: float = 0.
         with autocast(device):
             img, txt = model(random_crops(x) if augment else x, tokens)
         loss = clip_loss(img, txt, model.scale(), groups)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
+        update.update(loss)
         with torch.no_grad():                       # keep t itself in [0, ln 100], as CLIP does
             model.logit_scale.clamp_(0, MAX_LOG_SCALE)
         return {"loss": loss.detach(), "scale": model.scale().detach()}
@@ -237,28 +233,19 @@ def make_train_step(model: CLIP, lr: float, steps: int, weight_decay: float = 0.
     return step
 
 
-def train_clip(model: CLIP, train: dict, device) -> dict:
-    """The zoo's trainer: fresh weights from the recipe's seed, then ``steps`` steps on Shapes."""
-    from .config import seed_everything
-    from .train import batches_from, fit
-
-    seed = train.get("seed", 0)
-    with torch.random.fork_rng(devices=[]):     # clip and clip_b differ from their first weights
-        torch.manual_seed(seed)
-        model.load_state_dict(CLIP(model.cfg).state_dict())
-    seed_everything(seed)
-    data = ShapesDataset("train", n=train["n_train"], size=model.cfg.image_size)
+def train_clip(model: CLIP, train: CLIPTrain, device, preset: str | None = None) -> dict:
+    """The zoo's trainer: ``steps`` steps on Shapes scenes, then the chapter's measurements."""
+    data = ShapesDataset("train", n=train.n_train, size=model.cfg.image_size, seed=train.seed)
     images, tokens, _ = data.tensors()
     groups = scene_ids(data)
-    batches = batches_from(images, tokens, groups, batch_size=train["batch_size"], device=device,
-                           seed=seed)
-    step = make_train_step(model.train(), train["lr"], train["steps"],
-                           train.get("weight_decay", 0.1), train.get("warmup", 0), device,
-                           train.get("augment", False))
-    hist = fit(step, batches, train["steps"], log_every=train.get("log_every", 25), desc="clip")
+    batches = batches_from(images, tokens, groups, batch_size=train.batch_size, device=device,
+                           seed=train.seed)
+    step = make_train_step(model.train(), train.lr, train.steps, train.weight_decay,
+                           train.warmup, device, train.augment)
+    hist = fit(step, batches, train.steps, log_every=train.log_every, desc="clip")
     metrics = {"loss": hist.last("loss"), "scale": hist.last("scale"), "seconds": hist.seconds,
                "curve_steps": [float(s) for s in hist.steps], "curve_loss": hist["loss"]}
-    metrics.update(evaluate(model.eval(), n=train.get("n_eval", 500)))
+    metrics.update(evaluate(model.eval(), n=train.n_eval))
     return metrics
 
 
@@ -384,7 +371,3 @@ def evaluate(model: CLIP, n: int = 500, n_retrieval: int = 100) -> dict[str, flo
         rec = recall_at_k(embed_images(model, imgs), embed_texts(model, caps))
         out.update({f"{split}_{k}": v for k, v in rec.items()})
     return out
-
-
-SPECS = {"clip": ModelSpec(CLIPConfig, CLIP, train_clip),
-         "clip_b": ModelSpec(CLIPConfig, CLIP, train_clip)}

@@ -1,14 +1,23 @@
-"""Devices, mixed precision, seeds and presets: the machinery every chapter shares.
+"""Devices, mixed precision, seeds, presets and checked settings: what every chapter shares.
 
 ``MINIT2I_PRESET`` picks how big and how long: ``smoke`` (CI, seconds on a CPU), ``cpu`` (a laptop,
-minutes, results still meaningful) or ``full`` (one CUDA GPU: the book's results). Without it the
-preset is ``full`` when CUDA is present, else ``cpu``. Every model's sizes and steps per preset
-live in one table, ``minit2i.presets.RECIPES``. See the book's page "How to run this book".
+minutes, results still meaningful) or ``full`` (one CUDA GPU). Without it the preset is ``full``
+when CUDA is present, else ``cpu``. Every model's sizes and steps per preset live in one table,
+``minit2i.presets.RECIPES``, written with the ``settings`` dataclasses defined here. See the
+book's page "How to run this book".
+
+Mixed precision follows the device: bfloat16 on GPUs of compute capability 8.0 and newer (A100,
+H100, RTX 30xx), float16 with a gradient scaler below it (Colab's T4, V100), float32 on the CPU
+and on Apple's MPS. ``MINIT2I_AMP`` (``fp32``, ``bf16`` or ``fp16``) overrides the choice, which
+the tests use to run every trainer under each precision on a CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import difflib
+import functools
 import os
 import random
 
@@ -16,7 +25,46 @@ import numpy as np
 import torch
 
 PRESETS = ("smoke", "cpu", "full")
+AMP_CHOICES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+
+# ---------------------------------------------------------------------------------------------
+# Settings: dataclasses that refuse a misspelt name
+# ---------------------------------------------------------------------------------------------
+
+def settings(cls):
+    """Make ``cls`` a frozen dataclass whose constructor (and ``replace``) rejects unknown names.
+
+    ``VQVAETrain(stpes=10)`` raises ``ValueError: VQVAETrain has no setting 'stpes' (did you
+    mean 'steps'?); its settings are: steps, batch_size, ...`` instead of a bare TypeError, and
+    ``r.replace(steps=10)`` returns a changed copy (the original cannot be changed by accident).
+    """
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    init = cls.__init__
+    names = [f.name for f in dataclasses.fields(cls)]
+
+    @functools.wraps(init)
+    def checked_init(self, *args, **kwargs):
+        for key in kwargs:
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"{cls.__name__} has no setting {key!r}{hint}; its settings "
+                                 f"are: {', '.join(names)}")
+        init(self, *args, **kwargs)
+
+    def replace(self, **changes):
+        """A copy with some settings changed (unknown names are an error)."""
+        return dataclasses.replace(self, **changes)
+
+    cls.__init__ = checked_init
+    cls.replace = replace
+    return cls
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices and precision
+# ---------------------------------------------------------------------------------------------
 
 def get_device() -> torch.device:
     """The best device here: CUDA, then Apple's MPS, then the CPU."""
@@ -25,6 +73,12 @@ def get_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def device_name() -> str:
+    """What a record calls this machine: "cpu", "mps" or the GPU's name."""
+    device = get_device()
+    return torch.cuda.get_device_name() if device.type == "cuda" else device.type
 
 
 def preset_name(preset: str | None = None) -> str:
@@ -39,11 +93,23 @@ def preset_name(preset: str | None = None) -> str:
 
 
 def amp_dtype(device: torch.device | str) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16 on CUDA (e.g. Colab's T4), None (fp32) on CPU."""
+    """The autocast dtype for ``device`` (None = float32).
+
+    CUDA: bfloat16 from compute capability 8.0, else float16 (``torch.cuda.is_bf16_supported``
+    is no guide: it says True on a T4, which only emulates bf16, several times slower).
+    CPU and MPS: float32. ``$MINIT2I_AMP`` = fp32, bf16 or fp16 overrides.
+    """
     device = torch.device(device)
+    forced = os.environ.get("MINIT2I_AMP", "").strip().lower()
+    if forced and forced != "auto":
+        if forced not in AMP_CHOICES:
+            raise ValueError(f"unknown MINIT2I_AMP {forced!r}; choose one of auto, "
+                             f"{', '.join(AMP_CHOICES)}")
+        return AMP_CHOICES[forced]
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
 
 
 def autocast(device: torch.device | str):
@@ -55,18 +121,45 @@ def autocast(device: torch.device | str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def full_precision(device: torch.device | str):
+    """A context in which autocast is off: for the few computations that must stay fp32."""
+    return torch.autocast(device_type=torch.device(device).type, enabled=False)
+
+
 def grad_scaler(device: torch.device | str) -> torch.amp.GradScaler:
     """A gradient scaler, enabled only for fp16 (bf16 and fp32 need none)."""
     device = torch.device(device)
-    return torch.amp.GradScaler(device.type if device.type == "cuda" else "cpu",
+    return torch.amp.GradScaler(device.type if device.type in ("cuda", "cpu") else "cpu",
                                 enabled=amp_dtype(device) == torch.float16)
 
+
+# ---------------------------------------------------------------------------------------------
+# Seeds
+# ---------------------------------------------------------------------------------------------
 
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, numpy and torch (all devices) so a run can be repeated."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Run a block with every random generator seeded, then give the caller's states back.
+
+    Whatever ran before, the block draws the same numbers; and whatever the block draws, the
+    caller's random streams continue as if it had not run.
+    """
+    py, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        seed_everything(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(np_state)
 
 
 def describe(preset: str | None = None) -> str:

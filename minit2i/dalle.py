@@ -14,28 +14,33 @@ $$
 positions (a row and a column embedding for the image), and each position's logits are masked to
 the vocabulary it must produce, so an image position can never sample a word. To draw, we feed a
 caption and sample the codes one at a time, with a KV cache. See chapter 6, "A mini DALL-E".
+
+Classifier-free guidance (Ho & Salimans, 2021; for autoregressive models as in Parti and
+LlamaGen): training replaces a fraction ``caption_dropout`` of the captions by the empty caption
+(``<bos>`` then padding), so the same model also learns $p(c_n \mid c_{<n})$; sampling then
+draws from the logits $\ell_u + s\,(\ell_c - \ell_u)$ of the conditional ($\ell_c$) and the
+caption-free ($\ell_u$) model. $s = 1$ is plain conditional sampling, $s = 0$ the caption-free
+model, $s > 1$ pushes each code towards what the caption, more than the data at large, asks for.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import autocast, grad_scaler, seed_everything
-from .shapes import ShapesDataset, parse
+from .config import autocast, settings
+from .data import ShapesDataset
+from .shapes import check_prompts, to_float_image, to_uint8_image
 from .text import Tokenizer
-from .train import batches_from, cosine_lr, fit, to_float_image, to_uint8_image
+from .train import OptimizerStep, batches_from, fit, param_groups
 from .transformer import Transformer
-from .zoo import ModelSpec
 
 TEXT_VOCAB = Tokenizer().vocab_size
 
 
-@dataclass
+@settings
 class DALLEConfig:
     text_vocab: int = TEXT_VOCAB
     text_len: int = 24                  # tokens per caption, <bos> and padding included
@@ -71,6 +76,13 @@ class MiniDALLE(nn.Module):
     @property
     def seq_len(self) -> int:
         return self.config.text_len + self.n_image
+
+    def empty_text(self, batch: int, device=None) -> torch.Tensor:
+        """The empty caption (B, L): ``<bos>`` then padding. Its text loss is nothing (padding
+        is not scored), so dropping captions trains only the caption-free image model."""
+        text = torch.zeros(batch, self.config.text_len, dtype=torch.long, device=device)
+        text[:, 0] = Tokenizer().bos_id
+        return text
 
     def joint(self, text: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """One sequence of joint ids (B, L + N) from text (B, L) and codes (B, grid, grid)."""
@@ -152,42 +164,73 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
+@settings
+class Sampling:
+    """How the mini DALL-E draws: temperature, top-k, guidance scale and CLIP re-ranking.
+
+    The recipe's defaults are the settings benchmarks/dalle_levers.py measured as best."""
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    guidance: float = 1.0          # s; 1 = plain conditional sampling (needs caption dropout)
+    candidates: int = 1            # > 1: best of that many samples by CLIP
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
+            raise ValueError(f"top_k must be a positive integer or None, got {self.top_k!r}")
+        if self.guidance < 0:
+            raise ValueError(f"guidance must be >= 0 (1 = no guidance), got {self.guidance}")
+        if not isinstance(self.candidates, int) or self.candidates < 1:
+            raise ValueError(f"candidates must be a positive integer, got {self.candidates!r}")
+
+
+def guided_logits(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance: l_u + s (l_c - l_u), rows of logits over the same ids."""
+    return uncond + scale * (cond - uncond)
+
+
 @torch.no_grad()
 def sample_codes(model: MiniDALLE, text: torch.Tensor, temperature: float = 1.0,
                  top_k: int | None = None, generator: torch.Generator | None = None,
-                 use_cache: bool = True) -> torch.Tensor:
+                 use_cache: bool = True, guidance: float = 1.0) -> torch.Tensor:
     """Image codes (B, grid, grid) for captions (B, L), drawn token by token.
 
     With ``use_cache`` each step feeds only the newest token and reuses the keys and values of
     the earlier ones; without it every step recomputes the whole sequence (same tokens, slower).
+    With ``guidance`` s != 1 the batch also runs with the empty caption and each code is drawn
+    from the guided logits (see ``guided_logits``).
     """
     c = model.config
     B = text.shape[0]
+    guided = guidance != 1.0
+    if guided:
+        text = torch.cat([text, model.empty_text(B, text.device)])         # (2B, L)
     seq = text
     cache = model.transformer.new_cache() if use_cache else None
     logits = model(text, kv_cache=cache)[:, -1]                 # predicts the first code
+    drawn = []
     for n in range(model.n_image):
-        token = sample_next(logits, temperature, top_k, generator)         # (B,) joint ids
-        seq = torch.cat([seq, token[:, None]], dim=1)
+        code_logits = logits[:, c.text_vocab:].float()           # the codes' part, (B or 2B, K)
+        if guided:
+            code_logits = guided_logits(code_logits[:B], code_logits[B:], guidance)
+        code = sample_next(code_logits, temperature, top_k, generator)       # (B,)
+        drawn.append(code)
         if n == model.n_image - 1:
             break
+        token = (code + c.text_vocab).repeat(2 if guided else 1)[:, None]    # joint ids
+        seq = torch.cat([seq, token], dim=1)
         if use_cache:
-            logits = model(token[:, None], start=seq.shape[1] - 1, kv_cache=cache)[:, -1]
+            logits = model(token, start=seq.shape[1] - 1, kv_cache=cache)[:, -1]
         else:
             logits = model(seq)[:, -1]
-    return (seq[:, c.text_len:] - c.text_vocab).view(B, c.grid, c.grid)
+    return torch.stack(drawn, 1).view(B, c.grid, c.grid)
 
 
 # ---------------------------------------------------------------------------------------------
 # Data, training (for the zoo) and drawing
 # ---------------------------------------------------------------------------------------------
-
-def image_tokenizer_name() -> str:
-    """Chapter 5's VQGAN when the package has it, else chapter 3's VQ-VAE."""
-    from .zoo import WHERE
-
-    return "vqgan" if "vqgan" in WHERE else "vqvae"
-
 
 @torch.no_grad()
 def encode_images(vq: nn.Module, images: torch.Tensor, device, batch_size: int = 256
@@ -227,92 +270,113 @@ def single_object_prompts(split: str, n: int, seed: int = 2) -> list[str]:
 
 
 def judged_accuracy(model: MiniDALLE, vq: nn.Module, prompts: list[str], seed: int = 0,
-                    **sampling) -> float:
+                    sampling: Sampling | None = None) -> float:
     """Fraction of one-object prompts drawn with the right shape and colour, by the judge."""
     from .eval import shapes_eval
 
-    return shapes_eval(draw(model, vq, prompts, seed=seed, **sampling), prompts)["colour"]
+    return shapes_eval(draw(model, vq, prompts, seed=seed, sampling=sampling), prompts)["colour"]
 
 
-def train_dalle(model: MiniDALLE, train: dict, device) -> dict:
+@settings
+class DALLETrain:
+    """How the mini DALL-E trains (``minit2i.presets`` has one per preset)."""
+
+    steps: int
+    batch_size: int
+    n_train: int                  # pre-rendered, pre-tokenised training scenes
+    n_val: int = 256              # scenes of the val split and of held-out pairs, for the losses
+    lr: float = 1e-3
+    warmup: int | None = None     # None: 5 % of the steps
+    weight_decay: float = 0.01
+    caption_dropout: float = 0.0  # fraction of captions replaced by the empty one (for guidance)
+    tokenizer: str = "vqgan"      # the zoo's image tokenizer: "vqgan" (chapter 5) or "vqvae"
+    eval_every: int = 500         # a multiple of log_every
+    n_judge: int = 0              # prompts drawn and judged at each evaluation (0: none)
+    patience: int = 0             # stop after this many evaluations without a better held-out
+    seed: int = 0                 # loss (0: never stop early)
+    log_every: int = 25
+
+    def __post_init__(self):
+        if not 0 <= self.caption_dropout < 1:
+            raise ValueError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
+        if self.eval_every % self.log_every:
+            raise ValueError(f"eval_every ({self.eval_every}) must be a multiple of log_every "
+                             f"({self.log_every}): evaluations happen at the end of a window")
+
+
+def train_dalle(model: MiniDALLE, train: DALLETrain, device, preset: str | None = None) -> dict:
     """Train on tokenised Shapes scenes; keep the weights with the best held-out-pair loss.
 
-    Every ``eval_every`` steps the loss is measured on validation scenes and on scenes made only
-    of the colour x shape pairs the training set never shows; the best weights on the latter are
-    kept, and training stops after ``patience`` evaluations without improvement. With
-    ``n_judge``, each evaluation also draws that many one-object prompts of each kind and records
-    the fraction the judge finds right (the curve of memorisation against generalisation).
+    The image tokenizer is the zoo's ``train.tokenizer`` for the same ``preset``. Every
+    ``eval_every`` steps the loss is measured on validation scenes and on scenes made only of the
+    colour x shape pairs the training set never shows; the best weights on the latter are kept,
+    and training stops after ``patience`` evaluations without improvement. With ``n_judge``,
+    each evaluation also draws that many one-object prompts of each kind and records the fraction
+    the judge finds right (the curve of memorisation against generalisation).
     """
     from .zoo import load_or_train
 
-    name = image_tokenizer_name()
-    vq = load_or_train(name, device=device)
+    vq = load_or_train(train.tokenizer, preset, device=device)
     c = model.config
     if (vq.num_codes, vq.grid) != (c.num_codes, c.grid):
-        raise ValueError(f"the {name} has {vq.num_codes} codes on a {vq.grid}x{vq.grid} grid, "
-                         f"the dalle recipe expects {c.num_codes} on {c.grid}x{c.grid}: make "
-                         "the recipes in minit2i/presets.py agree")
-    seed_everything(train.get("seed", 0))
-    data = shapes_tokens(vq, "train", train["n_train"], 0, device, c.text_len)
-    val = shapes_tokens(vq, "val", train["n_val"], 0, device, c.text_len)
+        raise ValueError(f"the {train.tokenizer} has {vq.num_codes} codes on a {vq.grid}x"
+                         f"{vq.grid} grid, the dalle recipe expects {c.num_codes} on {c.grid}x"
+                         f"{c.grid}: make the recipes in minit2i/presets.py agree")
+    data = shapes_tokens(vq, "train", train.n_train, train.seed, device, c.text_len)
+    val = shapes_tokens(vq, "val", train.n_val, 0, device, c.text_len)
     # seed 1: held-out-pair scenes for choosing the weights; the chapter measures on seed 0
-    heldout = shapes_tokens(vq, "heldout", train["n_val"], 1, device, c.text_len)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": train.get("weight_decay", 0.01)},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=train["lr"], betas=(0.9, 0.95))
-    steps, every = train["steps"], train.get("eval_every", max(1, train["steps"] // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: cosine_lr(i, steps, warmup=train.get("warmup", steps // 20)))
-    scaler = grad_scaler(device)
-    curve = {"curve_step": [], "curve_train": [], "curve_val": [], "curve_heldout": []}
-    n_judge = train.get("n_judge", 0)
-    if n_judge:
-        judge_prompts = {f"curve_{split}_acc": single_object_prompts(split, n_judge)
-                         for split in ("val", "heldout")}
-    best = {"loss": float("inf"), "state": None, "step": 0, "since": 0, "last": None}
-    patience, window = train.get("patience", 0), []
+    heldout = shapes_tokens(vq, "heldout", train.n_val, 1, device, c.text_len)
+    steps = train.steps
+    warmup = steps // 20 if train.warmup is None else train.warmup
+    update = OptimizerStep(param_groups(model, train.weight_decay), train.lr, device=device,
+                           betas=(0.9, 0.95), steps=steps, warmup=warmup, clip=1.0)
+    g = torch.Generator(device="cpu").manual_seed(train.seed)
+    empty = model.empty_text(1, device)
 
     def step(batch, i):
-        if patience and best["since"] >= patience:     # stopped early: skip the remaining steps
-            return best["last"]
+        text, codes = batch
+        if train.caption_dropout:
+            drop = (torch.rand(len(text), generator=g) < train.caption_dropout).to(device)
+            text = torch.where(drop[:, None], empty, text)
         model.train()
         with autocast(device):
-            out = model.loss(*batch)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(out["loss"]).backward()
-        scaler.unscale_(opt)
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        best["last"] = {k: v.detach() for k, v in out.items()}
-        window.append(best["last"]["loss"])
-        if (i + 1) % every == 0 or i + 1 == steps:
-            v, h = evaluate(model, *val), evaluate(model, *heldout)
-            train_loss = float(torch.stack(window).mean())     # since the last evaluation
-            window.clear()
-            for key, value in [("curve_step", i + 1), ("curve_train", train_loss),
-                               ("curve_val", v["loss"]), ("curve_heldout", h["loss"])]:
-                curve[key].append(value)
-            for key, prompts in (judge_prompts.items() if n_judge else ()):
-                curve.setdefault(key, []).append(judged_accuracy(model, vq, prompts))
-            if h["loss"] < best["loss"]:
-                state = {k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
-                best.update(loss=h["loss"], state=state, step=i + 1, since=0)
-            else:
-                best["since"] += 1
-        return best["last"]
+            out = model.loss(text, codes)
+        update.update(out["loss"])
+        return {k: v.detach() for k, v in out.items()}
 
-    batches = batches_from(*data, batch_size=train["batch_size"], device=device)
-    history = fit(step, batches, steps, log_every=train.get("log_every", 25), desc="dalle")
+    curve = {"curve_step": [], "curve_train": [], "curve_val": [], "curve_heldout": []}
+    judge_prompts = {f"curve_{split}_acc": single_object_prompts(split, train.n_judge)
+                     for split in ("val", "heldout")} if train.n_judge else {}
+    best = {"loss": float("inf"), "state": None, "step": 0, "since": 0}
+
+    def evaluation(i, history):
+        if i % train.eval_every and i != steps:
+            return False
+        since = curve["curve_step"][-1] if curve["curve_step"] else 0
+        window = [v for s, v in zip(history.steps, history["loss"]) if s > since]
+        v, h = evaluate(model, *val), evaluate(model, *heldout)
+        for key, value in [("curve_step", i), ("curve_train", float(np.mean(window))),
+                           ("curve_val", v["loss"]), ("curve_heldout", h["loss"])]:
+            curve[key].append(value)
+        for key, prompts in judge_prompts.items():
+            curve.setdefault(key, []).append(judged_accuracy(model, vq, prompts))
+        if h["loss"] < best["loss"]:
+            state = {k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
+            best.update(loss=h["loss"], state=state, step=i, since=0)
+        else:
+            best["since"] += 1
+        return bool(train.patience) and best["since"] >= train.patience
+
+    batches = batches_from(*data, batch_size=train.batch_size, device=device, seed=train.seed)
+    history = fit(step, batches, steps, log_every=train.log_every, callbacks=[evaluation],
+                  desc="dalle")
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     final = {f"val_{k}": v for k, v in evaluate(model, *val).items()}
     final.update({f"heldout_{k}": v for k, v in evaluate(model, *heldout).items()})
-    return {**final, **curve, "best_step": best["step"], "seconds": history.seconds,
-            "image_tokenizer": name}
+    return {**final, **curve, "best_step": best["step"], "steps_done": history.steps_done,
+            "stopped_early": history.stopped_early, "seconds": history.seconds,
+            "image_tokenizer": train.tokenizer}
 
 
 def clip_scores(clip: nn.Module, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -323,57 +387,54 @@ def clip_scores(clip: nn.Module, images: torch.Tensor, text: torch.Tensor) -> to
 
 @torch.no_grad()
 def draw(model: MiniDALLE, vq: nn.Module, prompts: list[str], n_per_prompt: int = 1,
-         seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
-         candidates: int = 1, clip: nn.Module | None = None, batch_size: int = 64
-         ) -> torch.Tensor:
+         seed: int = 0, sampling: Sampling | None = None, clip: nn.Module | None = None,
+         batch_size: int = 64) -> torch.Tensor:
     """Images (N, 3, H, W) in [-1, 1], n_per_prompt per prompt (grouped by prompt).
 
-    With ``candidates`` > 1, each image is the best of that many samples by ``clip``'s score.
+    ``sampling`` (default: plain sampling at temperature 1) sets temperature, top-k, guidance
+    and re-ranking: with ``candidates`` > 1, each image is the best of that many samples by
+    ``clip``'s score.
     """
-    if candidates > 1 and clip is None:
+    s = sampling or Sampling()
+    if s.candidates > 1 and clip is None:
         raise ValueError("re-ranking (candidates > 1) needs a CLIP model to score the samples")
     device = next(model.parameters()).device
     model.eval()
-    text = Tokenizer().encode_batch(prompts, model.config.text_len).to(device)
-    text = text.repeat_interleave(n_per_prompt * candidates, dim=0)
+    text = Tokenizer().encode_batch(check_prompts(prompts), model.config.text_len).to(device)
+    text = text.repeat_interleave(n_per_prompt * s.candidates, dim=0)
     g = torch.Generator(device=device).manual_seed(seed)
     images = []
     for t in text.split(batch_size):
         with autocast(device):
-            codes = sample_codes(model, t, temperature, top_k, generator=g)
+            codes = sample_codes(model, t, s.temperature, s.top_k, generator=g,
+                                 guidance=s.guidance)
             images.append(vq.decode_indices(codes).float().clamp(-1, 1))
     images = torch.cat(images)
-    if candidates > 1:
-        scores = clip_scores(clip, images, text).view(-1, candidates)
-        pick = scores.argmax(-1) + torch.arange(len(scores), device=device) * candidates
+    if s.candidates > 1:
+        scores = clip_scores(clip, images, text).view(-1, s.candidates)
+        pick = scores.argmax(-1) + torch.arange(len(scores), device=device) * s.candidates
         images = images[pick]
     return images
 
 
 def generate_images(prompts: list[str], n_per_prompt: int = 1, seed: int = 0, *,
-                    temperature: float = 1.0, top_k: int | None = None, candidates: int = 1,
-                    preset: str | None = None, device=None) -> np.ndarray:
+                    sampling: Sampling | None = None, preset: str | None = None,
+                    device=None) -> np.ndarray:
     """Text to image with the zoo's trained "dalle": np.uint8 (N, 64, 64, 3), grouped by prompt.
 
-    ``candidates`` > 1 draws that many samples per image and keeps the one chapter 4's CLIP
-    prefers (re-ranking).
+    ``sampling`` defaults to the preset recipe's (the settings the benchmark measured as best);
+    with ``candidates`` > 1 chapter 4's CLIP re-ranks.
     """
+    from .presets import recipe
     from .zoo import load_or_train
 
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    for p in prompts:
-        parse(p)                       # a prompt outside the Shapes world fails here, clearly
-    if n_per_prompt < 1 or candidates < 1:
-        raise ValueError(f"n_per_prompt and candidates must be >= 1, got {n_per_prompt} and "
-                         f"{candidates}")
+    prompts = check_prompts(prompts)
+    if not isinstance(n_per_prompt, int) or n_per_prompt < 1:
+        raise ValueError(f"n_per_prompt must be a positive integer, got {n_per_prompt!r}")
+    sampling = sampling or recipe("dalle", preset).sample
     model = load_or_train("dalle", preset, device=device)
     device = next(model.parameters()).device
-    vq = load_or_train(model.metrics.get("image_tokenizer", image_tokenizer_name()), preset,
-                       device=device)
-    clip = load_or_train("clip", preset, device=device) if candidates > 1 else None
-    images = draw(model, vq, prompts, n_per_prompt, seed, temperature, top_k, candidates, clip)
+    vq = load_or_train(model.metrics["image_tokenizer"], preset, device=device)
+    clip = load_or_train("clip", preset, device=device) if sampling.candidates > 1 else None
+    images = draw(model, vq, prompts, n_per_prompt, seed, sampling, clip)
     return to_uint8_image(images).permute(0, 2, 3, 1).cpu().numpy()
-
-
-SPECS = {"dalle": ModelSpec(DALLEConfig, MiniDALLE, train_dalle)}

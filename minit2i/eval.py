@@ -25,6 +25,7 @@ from .shapes import (
     Obj,
     Scene,
     _shape_alpha,
+    as_uint8,
     parse,
     relation_holds,
 )
@@ -74,15 +75,12 @@ class Judgement:
 
 
 def _as_uint8(image) -> np.ndarray:
-    """np.uint8 (H, W, 3) from uint8 (H, W, 3) or a float tensor/array (3, H, W) in [-1, 1]."""
-    x = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    """np.uint8 (H, W, 3) from one uint8 (H, W, 3) or float (3, H, W) [-1, 1] image."""
+    x = image.detach().cpu() if isinstance(image, torch.Tensor) else np.asarray(image)
     if x.ndim != 3 or 3 not in (x.shape[0], x.shape[-1]):
         raise ValueError(f"expected one image (H, W, 3) uint8 or (3, H, W) float in [-1, 1], "
-                         f"got shape {x.shape}")
-    if x.shape[-1] != 3:
-        x = x.transpose(1, 2, 0)
-    if x.dtype != np.uint8:
-        x = np.round((np.clip(x.astype(np.float32), -1, 1) + 1) * 127.5).astype(np.uint8)
+                         f"got shape {tuple(x.shape)}")
+    x = as_uint8(x)[0]
     if x.shape[0] < 16 or x.shape[0] != x.shape[1]:
         raise ValueError(f"expected a square image of at least 16x16 pixels, got {x.shape[:2]}")
     return x
@@ -134,8 +132,7 @@ def _detect(img: np.ndarray, labels: np.ndarray, k: int) -> Detection:
     rgb = np.median(pixels[bright >= np.median(bright)], axis=0)
     color = _COLOR_NAMES[int(np.argmin(((_PALETTE - rgb) ** 2).sum(axis=1)))]
     # Shape: soft IoU with each template on the normalised bounding box.
-    soft = region
-    m = _normalise(torch.from_numpy(soft.astype(np.float32)))
+    m = _normalise(torch.from_numpy(region.astype(np.float32)))
     t = _templates()
     iou = (torch.minimum(m, t).sum((1, 2)) / torch.maximum(m, t).sum((1, 2)))
     best = int(iou.argmax())

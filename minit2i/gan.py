@@ -16,14 +16,15 @@ The conv GAN follows DCGAN (Radford et al., 2016). See chapter 1, "GANs".
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import autocast, grad_scaler, seed_everything
-from .zoo import ModelSpec
+from .config import autocast, settings
+from .data import ShapesDataset
+from .shapes import to_float_image
+from .train import OptimizerStep, batches_from, fit
 
 KINDS = ("minimax", "nonsaturating", "hinge")
 
@@ -138,7 +139,7 @@ def mlp(in_dim: int, hidden: int, out_dim: int, depth: int = 3) -> nn.Sequential
 # A DCGAN-style conv GAN for 32x32 Shapes images
 # ---------------------------------------------------------------------------------------------
 
-@dataclass
+@settings
 class GANConfig:
     z_dim: int = 64
     width: int = 32          # channels at full resolution; doubled at each halving of the side
@@ -212,13 +213,29 @@ class ShapesGAN(nn.Module):
         return self.generator(z).float()
 
 
+@settings
+class GANTrain:
+    """How the Shapes GAN trains (``minit2i.presets`` has one per preset)."""
+
+    steps: int
+    batch_size: int
+    n_images: int                 # pre-rendered one-object training images
+    lr: float = 2e-4
+    kind: str = "nonsaturating"   # the loss: one of KINDS
+    seed: int = 0
+    log_every: int = 25
+
+
 def make_train_step(model: ShapesGAN, lr: float = 2e-4, betas=(0.5, 0.999),
                     kind: str = "nonsaturating", device="cpu"):
     """A ``step(batch, i)`` for ``train.fit``: a D update, then a G update, mixed precision."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown GAN loss {kind!r}; choose one of {', '.join(KINDS)}")
     G, D = model.generator, model.discriminator
-    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
-    scale_g, scale_d = grad_scaler(device), grad_scaler(device)
+    update_g = OptimizerStep(G.parameters(), lr, device=device, optimizer="adam", betas=betas,
+                             clip=None)
+    update_d = OptimizerStep(D.parameters(), lr, device=device, optimizer="adam", betas=betas,
+                             clip=None)
 
     def step(batch, i):
         real = batch[0]                                   # (B, 3, S, S) in [-1, 1]
@@ -226,17 +243,12 @@ def make_train_step(model: ShapesGAN, lr: float = 2e-4, betas=(0.5, 0.999),
         with autocast(device):
             fake = G(z)
             real_logits, fake_logits = D(real), D(fake.detach())    # detach: D's turn only
-            d_loss = discriminator_loss(real_logits.float(), fake_logits.float(), kind)
-        opt_d.zero_grad(set_to_none=True)
-        scale_d.scale(d_loss).backward()
-        scale_d.step(opt_d)
-        scale_d.update()
+        d_loss = discriminator_loss(real_logits.float(), fake_logits.float(), kind)
+        update_d.update(d_loss)
         with autocast(device):
-            g_loss = generator_loss(D(fake).float(), kind)
-        opt_g.zero_grad(set_to_none=True)
-        scale_g.scale(g_loss).backward()                  # D's grads from this are zeroed later
-        scale_g.step(opt_g)
-        scale_g.update()
+            g_logits = D(fake)
+        g_loss = generator_loss(g_logits.float(), kind)
+        update_g.update(g_loss)                           # D's grads from this are zeroed later
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach(),
                 "D(x)": torch.sigmoid(real_logits.detach().float()).mean(),
                 "D(G(z))": torch.sigmoid(fake_logits.detach().float()).mean()}
@@ -244,24 +256,16 @@ def make_train_step(model: ShapesGAN, lr: float = 2e-4, betas=(0.5, 0.999),
     return step
 
 
-def train_shapes_gan(model: ShapesGAN, train: dict, device) -> dict:
+def train_shapes_gan(model: ShapesGAN, train: GANTrain, device, preset: str | None = None
+                     ) -> dict:
     """Train on one-object Shapes images (the zoo's trainer); returns metrics and loss curves."""
-    from .shapes import ShapesDataset
-    from .train import batches_from, fit, to_float_image
-
-    seed_everything(train.get("seed", 0))
-    images, _, _ = ShapesDataset("train", n=train["n_images"], size=model.cfg.image_size,
-                                 n_objects=1, seed=train.get("seed", 0)).tensors()
-    batches = batches_from(images, batch_size=train["batch_size"], device=device,
+    images, _, _ = ShapesDataset("train", n=train.n_images, size=model.cfg.image_size,
+                                 n_objects=1, seed=train.seed).tensors()
+    batches = batches_from(images, batch_size=train.batch_size, device=device, seed=train.seed,
                            transform=lambda x: (to_float_image(x),))
-    step = make_train_step(model.train(), lr=train["lr"], kind=train.get("kind", "nonsaturating"),
-                           device=device)
-    hist = fit(step, batches, train["steps"], log_every=train.get("log_every", 25),
-               desc="shapes_gan")
+    step = make_train_step(model.train(), lr=train.lr, kind=train.kind, device=device)
+    hist = fit(step, batches, train.steps, log_every=train.log_every, desc="shapes_gan")
     metrics = {k: hist.last(k) for k in hist.values}
     metrics.update({"seconds": hist.seconds, "curve_steps": [float(s) for s in hist.steps]})
     metrics.update({f"curve_{k}": list(v) for k, v in hist.values.items()})
     return metrics
-
-
-SPECS = {"shapes_gan": ModelSpec(GANConfig, ShapesGAN, train_shapes_gan)}

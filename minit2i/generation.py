@@ -17,23 +17,9 @@ import math
 
 import numpy as np
 
-from .shapes import parse
+from .shapes import check_prompts
 
 METHODS = ("dalle", "vqgan_clip")
-
-
-def check_prompts(prompts: str | list[str]) -> list[str]:
-    """The prompts as a list, each parsed by ``shapes.parse`` (ValueError names the problem)."""
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    prompts = list(prompts)
-    if not prompts:
-        raise ValueError("no prompts given; try ['a large red circle in the top left']")
-    for p in prompts:
-        if not isinstance(p, str):
-            raise ValueError(f"a prompt is a string, got {type(p).__name__}: {p!r}")
-        parse(p)                    # raises ValueError("unknown word 'dog' in prompt ...")
-    return prompts
 
 
 def check_method(method: str) -> str:

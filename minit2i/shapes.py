@@ -378,67 +378,45 @@ def parse(text: str) -> Scene:
                        for o in objects), relation)
 
 
+def check_prompts(prompts: str | list[str]) -> list[str]:
+    """Prompts as a list, each parsed (a ValueError names the first problem), before any model
+    is loaded: a prompt the models could never have learned fails at once, and clearly."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("no prompts given; try ['a large red circle in the top left']")
+    for p in prompts:
+        if not isinstance(p, str):
+            raise ValueError(f"a prompt is a string, got {type(p).__name__}: {p!r}")
+        parse(p)                    # raises ValueError("unknown word 'dog' in prompt ...")
+    return prompts
+
 # ---------------------------------------------------------------------------------------------
-# A torch Dataset
+# Images as arrays and tensors
 # ---------------------------------------------------------------------------------------------
 
-_SPLIT_ID = {s: i for i, s in enumerate(SPLITS)}
+def to_float_image(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images (…, 3, H, W) in [0, 255] -> float in [-1, 1], the models' input."""
+    return x.float() / 127.5 - 1
 
 
-class ShapesDataset(torch.utils.data.Dataset):
-    """``n`` captioned scenes of one split; item i is the same in every process and worker.
-
-    An item is a dict: ``image`` float (3, H, W) in [-1, 1], ``caption`` str, ``tokens`` long
-    (max_length,), ``scene`` Scene. ``n_objects`` is 1, 2, or (1, 2) for an even mix.
-    """
-
-    def __init__(self, split: str = "train", n: int = 10_000, size: int = 64, seed: int = 0,
-                 n_objects: int | tuple[int, ...] = (1, 2), max_length: int | None = None):
-        from .text import Tokenizer
-
-        _check("split", split, SPLITS)
-        self.split, self.n, self.size, self.seed = split, n, size, seed
-        self.n_objects = (n_objects,) if isinstance(n_objects, int) else tuple(n_objects)
-        self.tokenizer = Tokenizer()
-        self.max_length = max_length or self.tokenizer.max_length
-
-    def __len__(self) -> int:
-        return self.n
-
-    def scene_and_caption(self, i: int) -> tuple[Scene, str]:
-        if not 0 <= i < self.n:
-            raise IndexError(f"index {i} out of range for a dataset of {self.n} items")
-        rng = np.random.default_rng([self.seed, _SPLIT_ID[self.split], i])
-        k = self.n_objects[rng.integers(len(self.n_objects))]
-        scene = sample_scene(rng, k, self.split)
-        return scene, caption(scene, rng)
-
-    def __getitem__(self, i: int) -> dict:
-        scene, text = self.scene_and_caption(i)
-        image = torch.from_numpy(render(scene, self.size)).permute(2, 0, 1).float() / 127.5 - 1
-        return {"image": image, "caption": text,
-                "tokens": self.tokenizer.encode(text, self.max_length), "scene": scene}
-
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """Everything at once: uint8 images (N, 3, H, W), tokens (N, L), captions.
-
-        Pre-rendering into one tensor lets training index batches on the GPU with no
-        DataLoader and no host-device traffic in the inner loop.
-        """
-        images = np.empty((self.n, self.size, self.size, 3), np.uint8)
-        tokens = torch.empty(self.n, self.max_length, dtype=torch.long)
-        captions = []
-        for i in range(self.n):
-            scene, text = self.scene_and_caption(i)
-            images[i] = render(scene, self.size)
-            tokens[i] = self.tokenizer.encode(text, self.max_length)
-            captions.append(text)
-        return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), tokens, captions
+def to_uint8_image(x: torch.Tensor) -> torch.Tensor:
+    """float images in [-1, 1] -> uint8 in [0, 255] (same layout)."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def collate(items: list[dict]) -> dict:
-    """DataLoader collate_fn that keeps captions and scenes as lists."""
-    return {"image": torch.stack([it["image"] for it in items]),
-            "tokens": torch.stack([it["tokens"] for it in items]),
-            "caption": [it["caption"] for it in items],
-            "scene": [it["scene"] for it in items]}
+def as_uint8(images) -> np.ndarray:
+    """Images as np.uint8 (N, H, W, 3), the Shapes world's format, from uint8 or [-1, 1] float
+    arrays or tensors, channels first or last; one image (3 dimensions) becomes N = 1."""
+    x = images.detach().cpu() if isinstance(images, torch.Tensor) else torch.as_tensor(
+        np.asarray(images))
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or 3 not in (x.shape[1], x.shape[-1]):
+        raise ValueError(f"expected images (N, H, W, 3) or (N, 3, H, W), got {tuple(x.shape)}")
+    if x.shape[-1] != 3:
+        x = x.permute(0, 2, 3, 1)
+    if x.dtype != torch.uint8:
+        x = to_uint8_image(x)
+    return x.numpy()

@@ -1,10 +1,15 @@
-"""A generic training loop and the schedules the chapters share.
+"""Training's one home: the optimiser step, parameter groups, schedules and the loop.
 
-The loop knows nothing of models: it calls ``step(batch, i) -> dict of loss tensors`` for each
-batch, shows a tqdm progress bar with the losses and the speed, calls callbacks, and keeps a
-history. It never calls ``.item()`` inside the inner loop (that would make the CPU wait for the
-GPU each step); losses are gathered on the device and read every ``log_every`` steps. Ctrl-C (or
-the notebook's stop button) ends training early and leaves the model as it is, usable.
+``OptimizerStep`` does everything that follows a loss, in one place: backward (scaled when fp16
+needs it), unscale, gradient clipping, the optimiser step, the scaler's update and the learning
+rate schedule. Every trainer in the package calls it; none writes those lines itself.
+
+``fit`` knows nothing of models: it calls ``step(batch, i) -> dict of loss tensors`` for each
+batch, shows a tqdm progress bar with the losses and the speed, calls callbacks (a callback that
+returns True stops training), and keeps a history. It never calls ``.item()`` inside the inner
+loop (that would make the CPU wait for the GPU each step); losses are gathered on the device and
+read every ``log_every`` steps. Ctrl-C (or the notebook's stop button) ends training early and
+leaves the model as it is, usable.
 """
 
 from __future__ import annotations
@@ -15,7 +20,90 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
+
+from .config import grad_scaler
+
+
+def cosine_lr(step: int, total: int, warmup: int = 0, min_ratio: float = 0.1) -> float:
+    """Learning-rate multiplier: linear warmup to 1, then cosine down to ``min_ratio``."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on the weights of linear and convolutional layers only.
+
+    Biases, norms, embedding tables and free parameters (positions, CLIP's temperature) are not
+    decayed: shrinking them towards zero has no regularising meaning, and decaying CLIP's
+    log-temperature would pull its scale towards 1 against what the loss learns.
+    """
+    decay: list[nn.Parameter] = []
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)) and module.weight.requires_grad:
+            decay.append(module.weight)
+    ids = {id(p) for p in decay}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": rest, "weight_decay": 0.0}]
+
+
+class OptimizerStep:
+    """Everything after the loss: ``update(loss)`` backpropagates and takes one optimiser step.
+
+    ``params`` are parameters or parameter groups (see ``param_groups``). ``optimizer`` is
+    ``"adamw"`` or ``"adam"``; the learning rate follows ``cosine_lr(i, steps, warmup)`` when
+    ``steps`` is given, else stays constant; ``clip`` is the gradient-norm limit (None: none).
+    On fp16 the loss is scaled before backward and the gradients unscaled before clipping, so
+    small gradients do not underflow; a step whose gradients overflowed is skipped by the scaler.
+    """
+
+    def __init__(self, params, lr: float, *, device: torch.device | str = "cpu",
+                 optimizer: str = "adamw", betas: tuple[float, float] = (0.9, 0.999),
+                 weight_decay: float = 0.0, eps: float = 1e-8, steps: int | None = None,
+                 warmup: int = 0, min_ratio: float = 0.1, clip: float | None = 1.0):
+        kinds = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+        if optimizer not in kinds:
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(kinds)}")
+        params = list(params)
+        if not params:
+            raise ValueError("no parameters to optimise")
+        extra = {"weight_decay": weight_decay} if optimizer == "adamw" else {}
+        self.optimizer = kinds[optimizer](params, lr=lr, betas=betas, eps=eps, **extra)
+        self.scaler = grad_scaler(device)
+        self.schedule = (torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda i: cosine_lr(i, steps, warmup, min_ratio)) if steps else None)
+        self.clip = clip
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def loss_scale(self) -> float:
+        """The factor backward multiplies the loss by: the fp16 scaler's scale, else 1."""
+        return float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0
+
+    def update(self, loss: torch.Tensor) -> torch.Tensor | None:
+        """zero_grad, backward, unscale, clip, step, scaler update, schedule step.
+
+        Returns the gradient norm before clipping (None without clipping)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        norm = None
+        if self.clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            norm = nn.utils.clip_grad_norm_(self.params, self.clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.schedule is not None:
+            self.schedule.step()
+        return norm
+
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
 
 
 @dataclass
@@ -26,6 +114,8 @@ class History:
     values: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
     interrupted: bool = False
+    stopped_early: bool = False
+    steps_done: int = 0
 
     def log(self, step: int, means: dict[str, float]) -> None:
         self.steps.append(step)
@@ -40,13 +130,16 @@ class History:
 
 
 def fit(step: Callable[[object, int], dict[str, torch.Tensor]], batches: Iterable, steps: int,
-        *, log_every: int = 25, callbacks: Iterable[Callable[[int, History], None]] = (),
+        *, log_every: int = 25, callbacks: Iterable[Callable[[int, History], bool | None]] = (),
         desc: str = "training", progress: bool = True) -> History:
-    """Run ``steps`` training steps, each ``step(batch, i)``; return the History.
+    """Run up to ``steps`` training steps, each ``step(batch, i)``; return the History.
 
-    ``step`` does the forward, backward and optimiser update and returns detached scalars.
-    Each callback is called as ``cb(i, history)`` after every logging window.
+    ``step`` does the forward pass and an ``OptimizerStep.update`` and returns detached scalars.
+    Each callback is called as ``cb(i, history)`` after every logging window; when one returns
+    True, training stops there (``history.stopped_early``) and the bar shows where.
     """
+    if steps < 1 or log_every < 1:
+        raise ValueError(f"steps and log_every must be >= 1, got {steps} and {log_every}")
     history = History()
     sums: dict[str, torch.Tensor] = {}
     window = 0
@@ -56,6 +149,7 @@ def fit(step: Callable[[object, int], dict[str, torch.Tensor]], batches: Iterabl
     try:
         for i in bar:
             out = step(next(it), i)
+            history.steps_done = i + 1
             for k, v in out.items():
                 v = v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
                 sums[k] = sums[k] + v if k in sums else v.clone()
@@ -65,24 +159,19 @@ def fit(step: Callable[[object, int], dict[str, torch.Tensor]], batches: Iterabl
                 history.log(i + 1, means)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in list(means.items())[:4]})
                 sums, window = {}, 0
-                for cb in callbacks:
-                    cb(i + 1, history)
+                stop = [cb(i + 1, history) for cb in callbacks]
+                if any(stop) and i + 1 < steps:
+                    history.stopped_early = True
+                    bar.set_description(f"{desc} (stopped early at step {i + 1})")
+                    break
     except KeyboardInterrupt:
         history.interrupted = True
-        print(f"Interrupted at step {len(history.steps) and history.steps[-1]}: "
+        print(f"Interrupted at step {history.steps_done}: "
               "the model keeps the weights it has; carry on with the next cell.")
     finally:
         bar.close()
         history.seconds = time.perf_counter() - start
     return history
-
-
-def cosine_lr(step: int, total: int, warmup: int = 0, min_ratio: float = 0.1) -> float:
-    """Learning-rate multiplier: linear warmup to 1, then cosine down to ``min_ratio``."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def batches_from(*tensors: torch.Tensor, batch_size: int, device: torch.device | str = "cpu",
@@ -105,13 +194,3 @@ def batches_from(*tensors: torch.Tensor, batch_size: int, device: torch.device |
             idx = perm[j:j + batch_size]
             batch = tuple(t[idx] for t in tensors)
             yield transform(*batch) if transform else batch
-
-
-def to_float_image(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images (…, 3, H, W) in [0, 255] -> float in [-1, 1]."""
-    return x.float() / 127.5 - 1
-
-
-def to_uint8_image(x: torch.Tensor) -> torch.Tensor:
-    """float images in [-1, 1] -> uint8 in [0, 255]."""
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

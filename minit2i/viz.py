@@ -9,23 +9,8 @@ import math
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
-import numpy as np
-import torch
 
-
-def as_uint8(images) -> np.ndarray:
-    """Images as np.uint8 (N, H, W, 3), from uint8 or [-1, 1] float, channels first or last."""
-    if isinstance(images, torch.Tensor):
-        x = images.detach().cpu()
-    else:
-        x = torch.as_tensor(np.asarray(images))
-    if x.ndim == 3:
-        x = x[None]
-    if x.shape[1] == 3 and x.shape[-1] != 3:
-        x = x.permute(0, 2, 3, 1)
-    if x.dtype != torch.uint8:
-        x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.numpy()
+from .shapes import as_uint8
 
 
 def image_grid(images, captions: Sequence[str] | None = None, ncols: int = 8,

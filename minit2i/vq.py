@@ -18,14 +18,26 @@ term, k-means initialisation, and restarting dead codes on encoder outputs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .train import batches_from, cosine_lr, fit, to_float_image
-from .zoo import ModelSpec
+from .config import autocast, full_precision, settings
+from .data import ShapesDataset
+from .shapes import to_float_image
+from .train import OptimizerStep, batches_from, fit
+
+
+def exact_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """float32, or wider if an input is wider (float64): the precision of nearest-code search.
+
+    Under autocast a distance matmul would run in bf16 or fp16, where near ties between codes
+    round the other way and sums over thousands of vectors overflow; so the quantiser computes
+    outside autocast, in this dtype."""
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return dtype
 
 
 def quantize(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,11 +47,14 @@ def quantize(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, tor
     if z.shape[-1] != codebook.shape[-1] or codebook.ndim != 2:
         raise ValueError(f"z (..., D) and codebook (K, D) must share D; got z {tuple(z.shape)} "
                          f"and codebook {tuple(codebook.shape)}")
-    flat = z.reshape(-1, z.shape[-1])                                          # (N, D)
-    # ||z - e||^2 = ||z||^2 - 2 z.e + ||e||^2, without building an (N, K, D) tensor
-    d = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codebook.t()
-         + codebook.pow(2).sum(1)[None])                                      # (N, K)
-    indices = d.argmin(dim=1).reshape(z.shape[:-1])
+    dtype = exact_dtype(z, codebook)
+    with full_precision(z.device):
+        flat = z.reshape(-1, z.shape[-1]).to(dtype)                            # (N, D)
+        cb = codebook.to(dtype)
+        # ||z - e||^2 = ||z||^2 - 2 z.e + ||e||^2, without building an (N, K, D) tensor
+        d = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ cb.t()
+             + cb.pow(2).sum(1)[None])                                          # (N, K)
+        indices = d.argmin(dim=1).reshape(z.shape[:-1])
     e = codebook[indices]                                                      # (..., D)
     return z + (e - z).detach(), indices          # value e, gradient of the identity
 
@@ -67,9 +82,10 @@ class VectorQuantizer(nn.Module):
                                                   torch.Tensor]:
         if z.ndim != 4 or z.shape[1] != self.dim:
             raise ValueError(f"expected z of shape (B, {self.dim}, H, W), got {tuple(z.shape)}")
-        zf = z.permute(0, 2, 3, 1).float()                                     # (B, H, W, D)
-        z_q, indices = quantize(zf, self.codebook)
-        loss = self.loss(zf, indices)
+        with full_precision(z.device):           # distances, loss and EMA in fp32 (or wider)
+            zf = z.permute(0, 2, 3, 1).to(exact_dtype(z, self.codebook))        # (B, H, W, D)
+            z_q, indices = quantize(zf, self.codebook)
+            loss = self.loss(zf, indices)
         return (z_q.permute(0, 3, 1, 2).to(z.dtype), indices, loss,
                 perplexity(indices, self.num_codes))
 
@@ -98,12 +114,15 @@ class EMAVectorQuantizer(VectorQuantizer):
 
     @torch.no_grad()
     def ema_update(self, z: torch.Tensor, indices: torch.Tensor) -> None:
-        onehot = F.one_hot(indices, self.num_codes).type(z.dtype)              # (N, K)
-        self.ema_count.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
-        self.ema_sum.mul_(self.decay).add_(onehot.t() @ z, alpha=1 - self.decay)
-        n = self.ema_count.sum()
-        count = (self.ema_count + 1e-5) / (n + self.num_codes * 1e-5) * n       # Laplace smoothing
-        self.codebook.copy_(self.ema_sum / count[:, None])
+        with full_precision(z.device):
+            z = z.to(self.ema_sum.dtype)
+            counts = torch.bincount(indices, minlength=self.num_codes).to(z.dtype)   # (K,)
+            sums = torch.zeros_like(self.ema_sum).index_add_(0, indices, z)          # (K, D)
+            self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+            self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+            n = self.ema_count.sum()
+            count = (self.ema_count + 1e-5) / (n + self.num_codes * 1e-5) * n   # Laplace smoothing
+            self.codebook.copy_(self.ema_sum / count[:, None])
 
 
 @torch.no_grad()
@@ -120,7 +139,7 @@ def kmeans_init(vq: VectorQuantizer, z: torch.Tensor, iters: int = 10, seed: int
     for _ in range(iters):
         _, idx = quantize(z, centroids)
         sums = torch.zeros_like(centroids).index_add_(0, idx, z)
-        counts = torch.bincount(idx, minlength=vq.num_codes).float()
+        counts = torch.bincount(idx, minlength=vq.num_codes).to(z.dtype)
         centroids = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centroids)
     vq.codebook.copy_(centroids)
     if isinstance(vq, EMAVectorQuantizer):
@@ -147,7 +166,7 @@ def restart_dead_codes(vq: VectorQuantizer, z: torch.Tensor, usage: torch.Tensor
 # The VQ-VAE
 # ---------------------------------------------------------------------------------------------
 
-@dataclass
+@settings
 class VQVAEConfig:
     image_size: int = 64
     channels: int = 64          # width of the first conv layer; doubles once
@@ -213,8 +232,7 @@ class VQVAE(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W) -> token indices (B, h, w)."""
         self._check(x)
-        z = self.encoder(x).permute(0, 2, 3, 1).float()
-        return quantize(z, self.quantizer.codebook)[1]
+        return quantize(self.encoder(x).permute(0, 2, 3, 1), self.quantizer.codebook)[1]
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Token indices (B, h, w) -> images (B, 3, H, W)."""
@@ -257,47 +275,87 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(4 / mse.clamp(min=1e-10))
 
 
-def train_vqvae(model: VQVAE, r: dict, device: torch.device, progress: bool = True) -> dict:
-    """Train on rendered Shapes images: MSE reconstruction (optionally weighted towards objects,
-    ``fg_weight``; see ``reconstruction_loss``) + VQ loss, AdamW with warmup and cosine decay,
-    k-means initialisation, and dead codes restarted every ``restart_every`` steps."""
-    from .config import autocast
-    from .shapes import ShapesDataset
+@settings
+class VQVAETrain:
+    """How a VQ-VAE trains (``minit2i.presets`` has one per preset)."""
 
-    images, _, _ = ShapesDataset("train", r["n_train"], model.config.image_size, seed=0).tensors()
-    batches = batches_from(images, batch_size=r["batch_size"], device=device,
-                           transform=to_float_image)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=r["lr"],
-                            betas=(0.9, 0.99), weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: cosine_lr(i, r["steps"], r.get("warmup", 100)))
+    steps: int
+    batch_size: int
+    n_train: int                 # pre-rendered training scenes
+    lr: float = 1e-3
+    warmup: int = 100
+    restart_every: int = 100     # dead codes move onto encoder outputs this often (early on)
+    fg_weight: float = 0.0       # see reconstruction_loss
+    loss: str = "mse"            # the reconstruction error: "mse" or "l1"
+    seed: int = 0
+    log_every: int = 25
+
+    def __post_init__(self):
+        if self.loss not in ("mse", "l1"):
+            raise ValueError(f"loss must be 'mse' or 'l1', got {self.loss!r}")
+
+
+@torch.no_grad()
+def encoder_vectors(model: VQVAE, x: torch.Tensor) -> torch.Tensor:
+    """The encoder's outputs for images x (B, 3, H, W), as vectors (B h w, D) in fp32."""
+    with full_precision(x.device):
+        z = model.encoder(x).permute(0, 2, 3, 1)
+    return z.reshape(-1, model.config.code_dim).to(exact_dtype(model.quantizer.codebook))
+
+
+class CodebookUpkeep:
+    """The cures of chapter 3 during training: a k-means start from the first batch's encodings,
+    then every ``restart_every`` steps (until 80 % of training) the codes no batch used since the
+    last restart move onto encoder outputs. Shared by the VQ-VAE and the VQGAN."""
+
+    def __init__(self, model: VQVAE, restart_every: int, steps: int):
+        self.model, self.every, self.until = model, restart_every, 0.8 * steps
+        self.usage = torch.zeros(model.num_codes, device=model.quantizer.codebook.device)
+
+    def start(self, x: torch.Tensor) -> None:
+        kmeans_init(self.model.quantizer, encoder_vectors(self.model, x))
+
+    def after_step(self, i: int, x: torch.Tensor, indices: torch.Tensor) -> None:
+        self.usage += torch.bincount(indices.flatten(), minlength=self.model.num_codes)
+        if self.every and (i + 1) % self.every == 0 and i + 1 < self.until:
+            restart_dead_codes(self.model.quantizer, encoder_vectors(self.model, x), self.usage,
+                               seed=i)
+            self.usage.zero_()
+
+
+def shapes_image_batches(train, image_size: int, device) -> object:
+    """Endless batches of float training images (B, 3, H, W) for a tokenizer's ``train``."""
+    images, _, _ = ShapesDataset("train", train.n_train, image_size, seed=train.seed).tensors()
+    return batches_from(images, batch_size=train.batch_size, device=device, seed=train.seed,
+                        transform=to_float_image)
+
+
+def train_vqvae(model: VQVAE, train: VQVAETrain, device: torch.device, preset: str | None = None,
+                progress: bool = True) -> dict:
+    """Train on rendered Shapes images: MSE (or L1) reconstruction, optionally weighted towards
+    objects (``fg_weight``; see ``reconstruction_loss``), + VQ loss, AdamW with warmup and
+    cosine decay, k-means initialisation, and dead codes restarted every ``restart_every``
+    steps."""
+    batches = shapes_image_batches(train, model.config.image_size, device)
+    update = OptimizerStep([p for p in model.parameters() if p.requires_grad], train.lr,
+                           device=device, betas=(0.9, 0.99), steps=train.steps,
+                           warmup=train.warmup, clip=None)
+    upkeep = CodebookUpkeep(model, train.restart_every, train.steps)
     model.train()
-    with torch.no_grad():                       # codebook from k-means of the first encodings
-        z = model.encoder(next(batches)).permute(0, 2, 3, 1).reshape(-1, model.config.code_dim)
-        kmeans_init(model.quantizer, z.float())
-    usage = torch.zeros(model.num_codes, device=device)
+    upkeep.start(next(batches))
 
-    def step(batch, i):
-        nonlocal usage
-        x = batch                                # (B, 3, H, W) in [-1, 1]
+    def step(x, i):                                  # x: (B, 3, H, W) in [-1, 1]
         with autocast(device):
             out = model(x)
-            rec = reconstruction_loss(out["recon"].float(), x, r.get("fg_weight", 0.0))
+        rec = reconstruction_loss(out["recon"].float(), x, train.fg_weight, train.loss)
         loss = rec + out["vq_loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        usage += torch.bincount(out["indices"].flatten(), minlength=model.num_codes)
-        if (i + 1) % r["restart_every"] == 0 and i + 1 < r["steps"] * 0.8:
-            with torch.no_grad():
-                z = model.encoder(x).permute(0, 2, 3, 1).reshape(-1, model.config.code_dim)
-            restart_dead_codes(model.quantizer, z.float(), usage, seed=i)
-            usage = torch.zeros_like(usage)
+        update.update(loss)
+        upkeep.after_step(i, x, out["indices"])
         return {"recon": rec.detach(), "vq": out["vq_loss"].detach(),
                 "perplexity": out["perplexity"]}
 
-    history = fit(step, batches, r["steps"], desc="VQ-VAE", progress=progress)
+    history = fit(step, batches, train.steps, log_every=train.log_every, desc="VQ-VAE",
+                  progress=progress)
     return evaluate_vqvae(model, device) | {"seconds": history.seconds,
                                            "final_recon": history.last("recon")}
 
@@ -305,8 +363,6 @@ def train_vqvae(model: VQVAE, r: dict, device: torch.device, progress: bool = Tr
 @torch.no_grad()
 def evaluate_vqvae(model: VQVAE, device: torch.device, n: int = 512) -> dict:
     """PSNR, codebook usage and perplexity on the val split."""
-    from .shapes import ShapesDataset
-
     model.eval()
     images, _, _ = ShapesDataset("val", n, model.config.image_size, seed=1).tensors()
     x = to_float_image(images.to(device))
@@ -314,6 +370,3 @@ def evaluate_vqvae(model: VQVAE, device: torch.device, n: int = 512) -> dict:
     used = torch.unique(out["indices"]).numel()
     return {"psnr": float(psnr(out["recon"].clamp(-1, 1), x).mean()),
             "usage": used / model.num_codes, "perplexity": float(out["perplexity"])}
-
-
-SPECS = {"vqvae": ModelSpec(VQVAEConfig, VQVAE, train_vqvae)}

@@ -22,18 +22,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import autocast
+from .config import autocast, settings
+from .data import ShapesDataset
 from .gan import discriminator_loss, generator_loss
-from .train import batches_from, cosine_lr, fit, to_float_image
+from .shapes import to_float_image
+from .train import OptimizerStep, fit
 from .vq import (
     VQVAE,
-    VQVAEConfig,
+    CodebookUpkeep,
     evaluate_vqvae,
-    kmeans_init,
     reconstruction_loss,
-    restart_dead_codes,
+    shapes_image_batches,
 )
-from .zoo import ModelSpec
 
 
 class PatchDiscriminator(nn.Module):
@@ -61,11 +61,17 @@ def last_layer(model: VQVAE) -> torch.Tensor:
 
 
 def adaptive_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, layer: torch.Tensor,
-                    delta: float = 1e-4, max_weight: float = 1e4) -> torch.Tensor:
-    """lambda = ||grad_layer rec_loss|| / (||grad_layer gan_loss|| + delta), detached."""
-    g_rec = torch.autograd.grad(rec_loss, layer, retain_graph=True)[0]
-    g_gan = torch.autograd.grad(gan_loss, layer, retain_graph=True)[0]
-    return (g_rec.norm() / (g_gan.norm() + delta)).clamp(0, max_weight).detach()
+                    delta: float = 1e-4, max_weight: float = 1e4, loss_scale: float = 1.0
+                    ) -> torch.Tensor:
+    """lambda = ||grad_layer rec_loss|| / (||grad_layer gan_loss|| + delta), detached.
+
+    Under fp16 both losses are multiplied by the gradient scaler's ``loss_scale`` before their
+    gradients are taken (so small gradients do not underflow) and the norms divided by it
+    after: the ratio is the same, only safer to compute."""
+    g_rec = torch.autograd.grad(rec_loss * loss_scale, layer, retain_graph=True)[0]
+    g_gan = torch.autograd.grad(gan_loss * loss_scale, layer, retain_graph=True)[0]
+    rec_norm, gan_norm = g_rec.float().norm() / loss_scale, g_gan.float().norm() / loss_scale
+    return (rec_norm / (gan_norm + delta)).clamp(0, max_weight).detach()
 
 
 def sharpness(images: torch.Tensor) -> torch.Tensor:
@@ -78,89 +84,94 @@ def sharpness(images: torch.Tensor) -> torch.Tensor:
     return ((dx + dy) / 2).sqrt()
 
 
-def make_vqgan_step(model: VQVAE, disc: PatchDiscriminator, r: dict, device: torch.device):
+@settings
+class VQGANTrain:
+    """How the VQGAN trains (``minit2i.presets`` has one per preset)."""
+
+    steps: int
+    batch_size: int
+    n_train: int
+    lr: float = 2e-4
+    warmup: int = 100
+    disc_start: int = 0            # the step at which the discriminator starts training
+    disc_warmup: int = 0           # steps it trains alone before the generator hears it
+    disc_weight: float = 0.5       # w in the loss above
+    disc_channels: int = 64
+    adaptive: bool = True          # lambda as above; False: lambda = 1
+    fg_weight: float = 0.0         # see minit2i.vq.reconstruction_loss
+    restart_every: int = 100
+    init_from: str | None = None   # a zoo model to start from ("vqvae"); None: k-means start
+    seed: int = 0
+    log_every: int = 25
+
+
+def make_vqgan_step(model: VQVAE, disc: PatchDiscriminator, train: VQGANTrain,
+                    device: torch.device):
     """One training step of the VQGAN: generator update, then (after disc_start) discriminator.
 
-    ``r``: lr, steps, warmup, disc_start, disc_warmup (steps the discriminator trains before
-    the generator hears it), disc_weight, adaptive (bool), fg_weight, restart_every.
-    Returns ``step(x, i) -> dict`` for ``minit2i.train.fit``.
+    Returns ``step(x, i) -> dict`` for ``minit2i.train.fit``; ``step.upkeep`` is the codebook's
+    ``CodebookUpkeep`` (call its ``start`` for a k-means start).
     """
-    opt_g = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=r["lr"],
-                             betas=(0.5, 0.9))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=r["lr"], betas=(0.5, 0.9))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt_g, lambda i: cosine_lr(i, r["steps"], r.get("warmup", 100)))
-    usage = torch.zeros(model.num_codes, device=device)
+    update_g = OptimizerStep([p for p in model.parameters() if p.requires_grad], train.lr,
+                             device=device, optimizer="adam", betas=(0.5, 0.9), steps=train.steps,
+                             warmup=train.warmup, clip=None)
+    update_d = OptimizerStep(disc.parameters(), train.lr, device=device, optimizer="adam",
+                             betas=(0.5, 0.9), clip=None)
+    upkeep = CodebookUpkeep(model, train.restart_every, train.steps)
     zero = torch.zeros((), device=device)
 
     def step(x, i):
-        nonlocal usage
-        d_on = i >= r["disc_start"]
-        gan_on = i >= r["disc_start"] + r.get("disc_warmup", 0)
+        d_on = i >= train.disc_start
+        gan_on = i >= train.disc_start + train.disc_warmup
         with autocast(device):
             out = model(x)
             recon = out["recon"].float()
-            rec = reconstruction_loss(recon, x, r.get("fg_weight", 0.0), kind="l1")
             g_loss = generator_loss(disc(recon).float().reshape(-1), "hinge") if gan_on else zero
+        rec = reconstruction_loss(recon, x, train.fg_weight, kind="l1")
         weight = zero
         if gan_on:
-            weight = (adaptive_weight(rec, g_loss, last_layer(model)) if r.get("adaptive", True)
-                      else torch.ones((), device=device))
-        loss = rec + out["vq_loss"] + r["disc_weight"] * weight * g_loss
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_g.step()
-        sched.step()
+            weight = torch.ones((), device=device)
+            if train.adaptive:
+                weight = adaptive_weight(rec, g_loss, last_layer(model),
+                                         loss_scale=update_g.loss_scale())
+        update_g.update(rec + out["vq_loss"] + train.disc_weight * weight * g_loss)
         d_loss = zero
         if d_on:
             with autocast(device):
                 real, fake = disc(x).float().reshape(-1), disc(recon.detach()).float().reshape(-1)
-                d_loss = discriminator_loss(real, fake, "hinge")
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-        usage += torch.bincount(out["indices"].flatten(), minlength=model.num_codes)
-        if (i + 1) % r["restart_every"] == 0 and i + 1 < 0.8 * r["steps"]:
-            with torch.no_grad():
-                z = model.encoder(x).permute(0, 2, 3, 1).reshape(-1, model.config.code_dim)
-            restart_dead_codes(model.quantizer, z.float(), usage, seed=i)
-            usage = torch.zeros_like(usage)
+            d_loss = discriminator_loss(real, fake, "hinge")
+            update_d.update(d_loss)
+        upkeep.after_step(i, x, out["indices"])
         return {"l1": rec.detach(), "g": g_loss.detach(), "d": d_loss.detach(),
                 "lambda": weight.detach()}
 
+    step.upkeep = upkeep
     return step
 
 
-def train_vqgan(model: VQVAE, r: dict, device: torch.device, progress: bool = True,
-                history_out: list | None = None) -> dict:
+def train_vqgan(model: VQVAE, train: VQGANTrain, device: torch.device, preset: str | None = None,
+                progress: bool = True) -> dict:
     """Train a VQGAN on rendered Shapes images; returns val PSNR, usage, perplexity, sharpness.
 
-    With ``r["init_from"]`` (a zoo name, loaded for ``r["preset"]``), start from that trained
-    model instead of from k-means: ``r["steps"]`` are then fine-tuning steps."""
-    from .shapes import ShapesDataset
-
-    torch.manual_seed(r.get("seed", 0))
-    images, _, _ = ShapesDataset("train", r["n_train"], model.config.image_size).tensors()
-    batches = batches_from(images, batch_size=r["batch_size"], device=device,
-                           transform=to_float_image)
-    disc = PatchDiscriminator(r["disc_channels"]).to(device)
+    With ``train.init_from`` (a zoo name, loaded for the same ``preset``), start from that
+    trained model instead of from k-means: ``train.steps`` are then fine-tuning steps."""
+    batches = shapes_image_batches(train, model.config.image_size, device)
+    disc = PatchDiscriminator(train.disc_channels).to(device)
+    step = make_vqgan_step(model, disc, train, device)
     model.train()
-    if r.get("init_from"):                      # phase one is a trained VQ-VAE from the zoo
+    if train.init_from:                          # phase one is a trained VQ-VAE from the zoo
         from .zoo import load_or_train
-        start = load_or_train(r["init_from"], r.get("preset"), device=device)
+        start = load_or_train(train.init_from, preset, device=device)
         if start.config != model.config:
-            raise ValueError(f"init_from={r['init_from']!r}: its config {start.config} differs "
-                             f"from the VQGAN's {model.config}; the two recipes' model settings "
-                             "must match")
+            raise ValueError(f"init_from={train.init_from!r}: its config {start.config} "
+                             f"differs from the VQGAN's {model.config}; the two recipes' model "
+                             "settings must match")
         model.load_state_dict(start.state_dict())
+        model.train()
     else:
-        with torch.no_grad():
-            z = model.encoder(next(batches)).permute(0, 2, 3, 1).reshape(-1, model.config.code_dim)
-            kmeans_init(model.quantizer, z.float())
-    history = fit(make_vqgan_step(model, disc, r, device), batches, r["steps"], desc="VQGAN",
-                  progress=progress, log_every=r.get("log_every", 25))
-    if history_out is not None:
-        history_out.append(history)
+        step.upkeep.start(next(batches))
+    history = fit(step, batches, train.steps, desc="VQGAN", progress=progress,
+                  log_every=train.log_every)
     metrics = evaluate_vqvae(model, device)
     metrics["sharpness"] = val_sharpness(model, device)
     return metrics | {"seconds": history.seconds}
@@ -169,13 +180,8 @@ def train_vqgan(model: VQVAE, r: dict, device: torch.device, progress: bool = Tr
 @torch.no_grad()
 def val_sharpness(model: VQVAE, device: torch.device, n: int = 512) -> float:
     """Sharpness of reconstructions relative to the originals on val (1 = as sharp)."""
-    from .shapes import ShapesDataset
-
     model.eval()
     x = to_float_image(ShapesDataset("val", n, model.config.image_size, seed=1).tensors()[0])
     x = x.to(device)
     recon = model(x)["recon"].clamp(-1, 1)
     return float(sharpness(recon).mean() / sharpness(x).mean())
-
-
-SPECS = {"vqgan": ModelSpec(VQVAEConfig, VQVAE, train_vqgan)}

@@ -22,6 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .clip import random_crops
+from .config import settings
+from .shapes import check_prompts, to_uint8_image
+from .text import Tokenizer
 
 
 def spherical_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -52,9 +55,8 @@ def cutouts(images: torch.Tensor, n: int, min_scale: float = 0.8, noise: float =
 
 
 def codebook(vq: nn.Module) -> torch.Tensor:
-    """The quantiser's codes (K, D), from an nn.Embedding or a Parameter."""
-    cb = vq.quantizer.codebook
-    return cb.weight if isinstance(cb, nn.Embedding) else cb
+    """The quantiser's codes (K, D)."""
+    return vq.quantizer.codebook
 
 
 def decode_latent(vq: nn.Module, z: torch.Tensor) -> torch.Tensor:
@@ -121,11 +123,16 @@ def optimise(vq: nn.Module, clip: nn.Module, text_features: torch.Tensor, z0: to
             "frames": frames if record_every else []}
 
 
-def image_tokenizer_name() -> str:
-    """"vqgan" (chapter 5) when it is in the zoo, else chapter 3's "vqvae" (same interface)."""
-    from .zoo import WHERE
+@settings
+class SearchSettings:
+    """How the search runs (``minit2i.presets`` has one per preset); see ``optimise``."""
 
-    return "vqgan" if "vqgan" in WHERE else "vqvae"
+    steps: int
+    lr: float = 0.1
+    n_cutouts: int = 16
+    augment: bool = True
+    min_scale: float = 0.8
+    noise: float = 0.1
 
 
 def generate_images(prompts: list[str], seed: int = 0, steps: int | None = None, *,
@@ -134,23 +141,18 @@ def generate_images(prompts: list[str], seed: int = 0, steps: int | None = None,
     """Text to image by VQGAN+CLIP: np.uint8 (N, 64, 64, 3), one optimisation per prompt, batched.
 
     Steps, step size and cutouts come from the preset's recipe ``vqgan_clip`` unless given (any
-    other keyword of ``optimise`` may be passed). ``init_images`` (N, 3, H, W) in [-1, 1] start
-    from their encodings instead of from random codes. The same seed gives the same images.
+    other setting of ``SearchSettings`` may be passed by name). ``init_images`` (N, 3, H, W) in
+    [-1, 1] start from their encodings instead of from random codes. The same seed gives the
+    same images.
     """
     from .presets import recipe
-    from .shapes import parse
-    from .text import Tokenizer
-    from .train import to_uint8_image
     from .zoo import load_or_train
 
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    for p in prompts:
-        parse(p)                       # a prompt outside the Shapes world fails here, clearly
-    settings = {**recipe("vqgan_clip", preset)["train"], **kw}
+    prompts = check_prompts(prompts)
+    search = recipe("vqgan_clip", preset).train.replace(**kw)
     if steps is not None:
-        settings["steps"] = steps
-    vq = load_or_train(image_tokenizer_name(), preset, device=device, verbose=False)
+        search = search.replace(steps=steps)
+    vq = load_or_train("vqgan", preset, device=device, verbose=False)
     device = next(vq.parameters()).device
     clip = load_or_train("clip", preset, device=device, verbose=False)
     g = torch.Generator().manual_seed(seed)
@@ -162,5 +164,5 @@ def generate_images(prompts: list[str], seed: int = 0, steps: int | None = None,
             z0 = vq.encoder(init_images.to(device))
         else:
             z0 = random_latent(vq, len(prompts), g)
-    out = optimise(vq, clip, text, z0, generator=g, **settings)
+    out = optimise(vq, clip, text, z0, generator=g, **vars(search))
     return to_uint8_image(out["images"]).permute(0, 2, 3, 1).numpy()

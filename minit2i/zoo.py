@@ -5,7 +5,9 @@
 preset's recipe (``minit2i.presets``) and saved. So every notebook runs on its own, as it must in
 Colab, and a later chapter reuses an earlier chapter's model without training it twice.
 
-A checkpoint is a plain dict (state dict, config, metrics, version) loaded with
+Training is seeded before the model is built (with the recipe's ``seed``), so the same recipe
+gives the same weights whatever ran before, and the caller's random streams are left as they
+were. A checkpoint is a plain dict (state dict, config, metrics, version) loaded with
 ``weights_only=True``; one whose config differs from the recipe's gives a clear error.
 """
 
@@ -21,44 +23,44 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import get_device, preset_name
+from .config import get_device, preset_name, seeded
 from .presets import recipe
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to make a named model: its config class, a builder, and a trainer.
+    """How to make a named model from its recipe: a builder and a trainer.
 
-    ``train(model, train_recipe, device) -> dict`` trains in place and returns metrics (floats).
+    ``build(model_config) -> nn.Module``; ``train(model, train_settings, device, preset) ->
+    dict`` trains in place and returns metrics (floats and lists of floats).
     """
 
-    config_cls: type
     build: Callable[[object], nn.Module]
-    train: Callable[[nn.Module, dict, torch.device], dict]
+    train: Callable[[nn.Module, object, torch.device, str], dict]
 
 
-# name -> module that defines SPECS[name]; imported only when the model is asked for.
-WHERE: dict[str, str] = {
-    # "shapes_gan": "minit2i.gan",
-    "vqvae": "minit2i.vq",
-    "vqgan": "minit2i.vqgan",
-    "dalle": "minit2i.dalle",
-    "clip": "minit2i.clip",
-    "clip_b": "minit2i.clip",
-    "shapes_gan": "minit2i.gan",
+# name -> (module, model class, trainer), imported only when the model is asked for.
+WHERE: dict[str, tuple[str, str, str]] = {
+    "shapes_gan": ("minit2i.gan", "ShapesGAN", "train_shapes_gan"),
+    "vqvae": ("minit2i.vq", "VQVAE", "train_vqvae"),
+    "clip": ("minit2i.clip", "CLIP", "train_clip"),
+    "clip_b": ("minit2i.clip", "CLIP", "train_clip"),
+    "vqgan": ("minit2i.vqgan", "VQVAE", "train_vqgan"),
+    "dalle": ("minit2i.dalle", "MiniDALLE", "train_dalle"),
 }
 _SPECS: dict[str, ModelSpec] = {}
 
 
 def register(name: str, spec: ModelSpec) -> None:
-    """Make ``name`` known to ``load_or_train`` (modules list theirs in WHERE instead)."""
+    """Make ``name`` known to ``load_or_train`` (its recipe must be in ``presets.RECIPES``)."""
     _SPECS[name] = spec
 
 
 def spec(name: str) -> ModelSpec:
     if name not in _SPECS and name in WHERE:
-        module = importlib.import_module(WHERE[name])
-        _SPECS[name] = module.SPECS[name]
+        module_name, cls, trainer = WHERE[name]
+        module = importlib.import_module(module_name)
+        _SPECS[name] = ModelSpec(getattr(module, cls), getattr(module, trainer))
     if name not in _SPECS:
         known = sorted(set(_SPECS) | set(WHERE))
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(known)}")
@@ -91,9 +93,9 @@ def load(path: Path, build: Callable[[object], nn.Module], config) -> tuple[nn.M
     """Build a model from ``config`` and load ``path`` into it; a config mismatch is an error."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     expected = dataclasses.asdict(config)
-    if ckpt.get("config") != expected:
-        diff = {k: (ckpt.get("config", {}).get(k), v) for k, v in expected.items()
-                if ckpt.get("config", {}).get(k) != v}
+    saved = ckpt.get("config", {})
+    if saved != expected:
+        diff = {k: (saved.get(k), v) for k, v in expected.items() if saved.get(k) != v}
         raise ValueError(
             f"checkpoint {path} was saved with another config: {diff} (saved, expected). "
             "Delete the file or pass retrain=True to train this config afresh.")
@@ -111,18 +113,18 @@ def load_or_train(name: str, preset: str | None = None, *, device: torch.device 
     s, preset = spec(name), preset_name(preset)
     device = torch.device(device) if device is not None else get_device()
     r = recipe(name, preset)
-    config = s.config_cls(**r["model"])
     path = checkpoint_path(name, preset)
     if path.exists() and not retrain:
-        model, metrics = load(path, s.build, config)
+        model, metrics = load(path, s.build, r.model)
         if verbose:
             print(f"loaded {name} ({preset}) from the cache: {path.name}")
         model = model.to(device)
     else:
         if verbose:
             print(f"training {name} with the {preset} recipe (cached as {path.name} for next time)")
-        model = s.build(config).to(device)
-        metrics = s.train(model, {**r["train"], "preset": preset}, device) or {}
-        save(model, config, path, metrics)
+        with seeded(r.train.seed):               # same recipe, same weights, whatever ran before
+            model = s.build(r.model).to(device)
+            metrics = s.train(model, r.train, device, preset) or {}
+        save(model, r.model, path, metrics)
     model.metrics = metrics
     return model.eval()

@@ -16,15 +16,15 @@ from minit2i.clip import (
     clip_loss,
     distinct_scenes,
     make_train_step,
-    param_groups,
     positive_targets,
     random_crops,
     recall_at_k,
     scene_ids,
     scene_key,
 )
-from minit2i.shapes import ShapesDataset
+from minit2i.data import ShapesDataset
 from minit2i.text import Tokenizer
+from minit2i.train import param_groups
 
 TINY = CLIPConfig(embed_dim=16, text_dim=16, text_depth=1, text_heads=2, image_width=8)
 

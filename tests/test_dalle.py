@@ -1,7 +1,5 @@
 """Mini DALL-E: the joint sequence, vocabulary masks, KV-cache sampling, training, drawing."""
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
@@ -9,7 +7,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from minit2i import dalle, presets, zoo
-from minit2i.dalle import DALLEConfig, MiniDALLE, sample_codes, sample_next
+from minit2i.config import settings
+from minit2i.dalle import (
+    DALLEConfig,
+    DALLETrain,
+    MiniDALLE,
+    Sampling,
+    guided_logits,
+    sample_codes,
+    sample_next,
+)
 from minit2i.text import Tokenizer
 
 CAPTIONS = ["a red circle", "a small blue square to the left of a large green cross",
@@ -160,9 +167,14 @@ def test_overfits_one_batch_and_redraws_it():
 # depend on chapter 3's VQ-VAE): each 16x16 block becomes one of 8 codes, its colour's 3 bits.
 # ---------------------------------------------------------------------------------------------
 
-@dataclass
+@settings
 class BlockConfig:
     block: int = 16
+
+
+@settings
+class NoTraining:
+    seed: int = 0
 
 
 class BlockTokenizer(nn.Module):
@@ -183,14 +195,18 @@ class BlockTokenizer(nn.Module):
 
 @pytest.fixture
 def block_tokenizer(monkeypatch):
-    spec = zoo.ModelSpec(BlockConfig, BlockTokenizer, lambda model, train, device: {})
+    spec = zoo.ModelSpec(BlockTokenizer, lambda model, train, device, preset: {})
     monkeypatch.setitem(zoo._SPECS, "blocks", spec)
-    recipe = {"model": {"block": 16}, "train": {}}
-    monkeypatch.setitem(presets.RECIPES, "blocks", {p: recipe for p in ("smoke", "cpu", "full")})
-    monkeypatch.setattr(dalle, "image_tokenizer_name", lambda: "blocks")
-    small = {"model": {"num_codes": 8, "grid": 4, "dim": 32, "depth": 1, "n_heads": 2},
-             "train": {"steps": 60, "batch_size": 16, "n_train": 128, "n_val": 32, "lr": 3e-3,
-                       "eval_every": 20, "log_every": 20}}
+    blocks = presets.Recipe(BlockConfig(), NoTraining())
+    monkeypatch.setitem(presets.RECIPES, "blocks", {p: blocks for p in ("smoke", "cpu", "full")})
+    set_dalle_recipe(monkeypatch, DALLETrain(steps=60, batch_size=16, n_train=128, n_val=32,
+                                             lr=3e-3, eval_every=20, log_every=20,
+                                             caption_dropout=0.2, tokenizer="blocks"))
+
+
+def set_dalle_recipe(monkeypatch, train, dim=32):
+    small = presets.Recipe(DALLEConfig(num_codes=8, grid=4, dim=dim, depth=1, n_heads=2), train,
+                           Sampling())
     monkeypatch.setitem(presets.RECIPES, "dalle", {p: small for p in ("smoke", "cpu", "full")})
 
 
@@ -223,45 +239,114 @@ def test_generate_images_shapes_seeds_and_reranking(cache, block_tokenizer, monk
 
     model = zoo.load_or_train("dalle", device="cpu", verbose=False)
     vq = BlockTokenizer(BlockConfig())
-    one = dalle.draw(model, vq, prompts, n_per_prompt=2, seed=5, candidates=1)
-    best = dalle.draw(model, vq, prompts, n_per_prompt=2, seed=5, candidates=6, clip=RedCLIP())
+    one = dalle.draw(model, vq, prompts, n_per_prompt=2, seed=5)
+    best = dalle.draw(model, vq, prompts, n_per_prompt=2, seed=5, sampling=Sampling(candidates=6),
+                      clip=RedCLIP())
     assert best.shape == one.shape == (4, 3, 64, 64)
-    redness = best[:, 0].mean((1, 2))
+    # the same 6 candidates per image, drawn again: the kept one is the reddest of its group
     pool = dalle.draw(model, vq, prompts, n_per_prompt=12, seed=5)[:, 0].mean((1, 2))
-    assert redness.mean() >= pool.mean()                     # re-ranking picks redder samples
+    assert torch.allclose(best[:, 0].mean((1, 2)), pool.view(4, 6).max(1).values)
     with pytest.raises(ValueError, match="needs a CLIP"):
-        dalle.draw(model, vq, prompts, candidates=2)
+        dalle.draw(model, vq, prompts, sampling=Sampling(candidates=2))
 
 
 def test_training_stops_when_heldout_loss_stops_improving(cache, block_tokenizer, monkeypatch):
-    frozen = {"model": {"num_codes": 8, "grid": 4, "dim": 16, "depth": 1, "n_heads": 2},
-              "train": {"steps": 60, "batch_size": 16, "n_train": 64, "n_val": 16, "lr": 0.0,
-                        "eval_every": 10, "patience": 2, "log_every": 10}}
-    monkeypatch.setitem(presets.RECIPES, "dalle", {p: frozen for p in ("smoke", "cpu", "full")})
+    set_dalle_recipe(monkeypatch, DALLETrain(steps=60, batch_size=16, n_train=64, n_val=16,
+                                             lr=0.0, eval_every=10, patience=2, log_every=10,
+                                             tokenizer="blocks"), dim=16)
     m = zoo.load_or_train("dalle", device="cpu", verbose=False).metrics
     assert m["curve_step"] == [10, 20, 30]         # lr 0: no improvement after the first check
     assert m["best_step"] == 10
+    assert m["stopped_early"] and m["steps_done"] == 30      # really stopped: no faked steps
 
 
 def test_recipes_match_the_image_tokenizer():
-    name = dalle.image_tokenizer_name()
-    if name not in zoo.WHERE:
-        pytest.skip(f"the image tokenizer {name!r} is not in the zoo yet")
-    spec = zoo.spec(name)
     for preset in ("smoke", "cpu", "full"):
-        vq = spec.build(spec.config_cls(**presets.recipe(name, preset)["model"]))
-        model = presets.recipe("dalle", preset)["model"]
-        assert (model["num_codes"], model["grid"]) == (vq.num_codes, vq.grid), preset
+        r = presets.recipe("dalle", preset)
+        vq = zoo.spec(r.train.tokenizer).build(presets.recipe(r.train.tokenizer, preset).model)
+        assert (r.model.num_codes, r.model.grid) == (vq.num_codes, vq.grid), preset
+
+
+def test_the_tokenizer_follows_the_asked_preset(cache, monkeypatch):
+    # MINIT2I_PRESET says cpu; a smoke DALL-E must still use (and train) the smoke tokenizer
+    monkeypatch.setenv("MINIT2I_PRESET", "cpu")
+    smoke = presets.recipe("dalle", "smoke")
+    short = presets.Recipe(smoke.model, smoke.train.replace(steps=5, eval_every=5, n_judge=0))
+    monkeypatch.setitem(presets.RECIPES, "dalle", {**presets.RECIPES["dalle"], "smoke": short})
+    zoo.load_or_train("dalle", "smoke", device="cpu", verbose=False)
+    tokenizer = presets.recipe("dalle", "smoke").train.tokenizer
+    assert zoo.checkpoint_path(tokenizer, "smoke").exists()
+    assert not zoo.checkpoint_path(tokenizer, "cpu").exists()
 
 
 @pytest.mark.slow
 def test_generate_images_with_the_real_zoo_in_smoke(cache):
-    name = dalle.image_tokenizer_name()
-    if name not in zoo.WHERE:
-        pytest.skip(f"the image tokenizer {name!r} is not in the zoo yet")
     images = dalle.generate_images(["a red circle", "a blue square above a green cross"],
                                    n_per_prompt=2, seed=0, preset="smoke")
     assert images.shape == (4, 64, 64, 3) and images.dtype == np.uint8
     again = dalle.generate_images(["a red circle", "a blue square above a green cross"],
                                   n_per_prompt=2, seed=0, preset="smoke")
     assert np.array_equal(images, again)
+
+
+# ---------------------------------------------------------------------------------------------
+# Classifier-free guidance
+# ---------------------------------------------------------------------------------------------
+
+def test_the_empty_caption_has_no_text_loss():
+    model = tiny(torch.float32)
+    empty = model.empty_text(3)
+    assert empty[:, 0].eq(Tokenizer().bos_id).all() and empty[:, 1:].eq(0).all()
+    assert Tokenizer().decode(empty[0]) == ""
+    codes = torch.randint(0, 16, (3, 4, 4))
+    out = model.loss(torch.cat([Tokenizer().encode_batch(CAPTIONS[:1]), empty[:2]]), codes)
+    only = model.loss(Tokenizer().encode_batch(CAPTIONS[:1]), codes[:1])
+    torch.testing.assert_close(out["text_loss"], only["text_loss"])   # the empty ones add none
+
+
+def test_guided_logits_formula():
+    c, u = torch.tensor([[2.0, 0.0]]), torch.tensor([[1.0, 1.0]])
+    torch.testing.assert_close(guided_logits(c, u, 1.0), c)
+    torch.testing.assert_close(guided_logits(c, u, 0.0), u)
+    torch.testing.assert_close(guided_logits(c, u, 3.0), torch.tensor([[4.0, -2.0]]))
+
+
+def test_guidance_one_is_plain_sampling_and_zero_the_caption_free_model():
+    model = tiny(torch.float64).eval()
+    text, _ = text_and_codes()
+    for temperature in (0.0, 1.0):
+        g1, g2 = (torch.Generator().manual_seed(3) for _ in range(2))
+        plain = sample_codes(model, text, temperature, generator=g1)
+        assert torch.equal(sample_codes(model, text, temperature, generator=g2, guidance=1.0),
+                           plain)
+    free = sample_codes(model, model.empty_text(len(text)), 0.0)
+    assert torch.equal(sample_codes(model, text, 0.0, guidance=0.0), free)
+
+
+def test_guided_sampling_with_and_without_the_cache_agree_and_reproduce():
+    model = tiny(torch.float64).eval()
+    text, _ = text_and_codes()
+    runs = [sample_codes(model, text, 1.0, top_k=5, generator=torch.Generator().manual_seed(7),
+                         guidance=2.5, use_cache=cache) for cache in (True, False, True)]
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], runs[2])
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(temperature=-0.5), "temperature must be >= 0"),
+    (dict(top_k=0), "top_k must be a positive integer or None"),
+    (dict(guidance=-1.0), "guidance must be >= 0"),
+    (dict(candidates=0), "candidates must be a positive integer"),
+    (dict(temprature=1.0), "Sampling has no setting 'temprature' \\(did you mean 'temperature'"),
+])
+def test_sampling_settings_reject_bad_values(bad, message):
+    with pytest.raises(ValueError, match=message):
+        Sampling(**bad)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(caption_dropout=1.0), "caption_dropout must be in \\[0, 1\\)"),
+    (dict(eval_every=30, log_every=25), "must be a multiple of log_every"),
+])
+def test_training_settings_reject_bad_values(bad, message):
+    with pytest.raises(ValueError, match=message):
+        DALLETrain(steps=10, batch_size=4, n_train=8, **bad)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from minit2i.data import ShapesDataset, collate
 from minit2i.shapes import (
     COLORS,
     HELDOUT_PAIRS,
@@ -17,13 +18,15 @@ from minit2i.shapes import (
     SPLITS,
     Obj,
     Scene,
-    ShapesDataset,
+    as_uint8,
     caption,
-    collate,
+    check_prompts,
     parse,
     relation_holds,
     render,
     sample_scene,
+    to_float_image,
+    to_uint8_image,
 )
 from minit2i.text import Tokenizer
 
@@ -239,3 +242,26 @@ def test_described_drops_what_captions_do_not_say():
     one = sample_scene(np.random.default_rng(9), 1)
     assert one.described() == dataclasses.replace(
         one, objects=(dataclasses.replace(one.objects[0], offset=(0.0, 0.0)),))
+
+
+def test_image_conversions():
+    u = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    f = to_float_image(u)
+    assert f.min() >= -1 and f.max() <= 1
+    assert torch.equal(to_uint8_image(f), u)
+    hwc = as_uint8(f)                                   # channels last, numpy
+    assert hwc.shape == (2, 4, 4, 3) and hwc.dtype == np.uint8
+    assert np.array_equal(hwc, u.permute(0, 2, 3, 1).numpy())
+    assert np.array_equal(as_uint8(hwc), hwc) and as_uint8(f[0]).shape == (1, 4, 4, 3)
+    with pytest.raises(ValueError, match="expected images"):
+        as_uint8(torch.zeros(2, 5, 4, 4))
+
+
+def test_check_prompts_names_the_problem():
+    assert check_prompts("a red circle") == ["a red circle"]
+    with pytest.raises(ValueError, match="unknown word 'dog'"):
+        check_prompts(["a red circle", "a purple dog"])
+    with pytest.raises(ValueError, match="no prompts"):
+        check_prompts([])
+    with pytest.raises(ValueError, match="a prompt is a string"):
+        check_prompts([3])

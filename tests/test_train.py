@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from minit2i.train import History, batches_from, cosine_lr, fit, to_float_image, to_uint8_image
+from minit2i.train import History, OptimizerStep, batches_from, cosine_lr, fit, param_groups
 
 
 def test_fit_logs_window_means_and_calls_callbacks():
@@ -72,14 +72,88 @@ def test_batches_from():
     assert next(doubled).shape == (5,)
 
 
-def test_image_conversions():
-    u = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
-    f = to_float_image(u)
-    assert f.min() >= -1 and f.max() <= 1
-    assert torch.equal(to_uint8_image(f), u)
-
-
 def test_history_indexing():
     h = History()
     h.log(5, {"a": 1.0})
     assert h["a"] == [1.0] and h.steps == [5]
+
+
+def test_a_callback_stops_fit_for_real():
+    calls = []
+
+    def step(batch, i):
+        calls.append(i)
+        return {"loss": torch.tensor(1.0)}
+
+    history = fit(step, iter(range(100)), steps=100, log_every=5, progress=False,
+                  callbacks=[lambda i, h: i >= 15])
+    assert calls == list(range(15))                    # no step after the stop, none faked
+    assert history.stopped_early and history.steps_done == 15 and history.steps == [5, 10, 15]
+    full = fit(step, iter(range(100)), steps=10, log_every=5, progress=False,
+               callbacks=[lambda i, h: i >= 10])       # a stop at the very end is not early
+    assert not full.stopped_early and full.steps_done == 10
+
+
+def test_param_groups_decay_only_linear_and_conv_weights():
+    model = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.Linear(4, 4),
+                                torch.nn.LayerNorm(4), torch.nn.Conv1d(4, 4, 1))
+    model.register_parameter("pos", torch.nn.Parameter(torch.zeros(3, 4)))
+    decay, rest = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and rest["weight_decay"] == 0.0
+    assert {id(p) for p in decay["params"]} == {id(model[1].weight), id(model[3].weight)}
+    named = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(named[id(p)] for p in rest["params"]) == [
+        "0.weight", "1.bias", "2.bias", "2.weight", "3.bias", "pos"]
+
+
+def _tiny_problem():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x = torch.randn(64, 3)
+    return model, x, x @ torch.tensor([1.0, -2.0, 0.5])
+
+
+def test_optimizer_step_matches_the_hand_written_steps():
+    model, x, y = _tiny_problem()
+    twin = torch.nn.Linear(3, 1)
+    twin.load_state_dict(model.state_dict())
+    update = OptimizerStep(model.parameters(), 0.1, steps=10, warmup=2, clip=0.5,
+                           weight_decay=0.01)
+    opt = torch.optim.AdamW(twin.parameters(), lr=0.1, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: cosine_lr(i, 10, 2))
+    for _ in range(5):
+        norm = update.update(torch.nn.functional.mse_loss(model(x).squeeze(1), y))
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(twin(x).squeeze(1), y).backward()
+        expected = torch.nn.utils.clip_grad_norm_(twin.parameters(), 0.5)
+        opt.step()
+        sched.step()
+        torch.testing.assert_close(norm, expected)
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b)
+    assert update.lr() == pytest.approx(opt.param_groups[0]["lr"])
+    assert update.loss_scale() == 1.0
+
+
+def test_optimizer_step_scales_under_fp16(monkeypatch):
+    monkeypatch.setenv("MINIT2I_AMP", "fp16")
+    model, x, y = _tiny_problem()
+    update = OptimizerStep(model.parameters(), 0.05, clip=1.0)
+    assert update.scaler.is_enabled() and update.loss_scale() == 2.0 ** 16
+    before = model.weight.detach().clone()
+    for _ in range(20):             # the first steps may overflow in fp16 and be skipped
+        with torch.autocast("cpu", dtype=torch.float16):
+            pred = model(x)
+        update.update(torch.nn.functional.mse_loss(pred.float().squeeze(1), y))
+    assert torch.isfinite(model.weight).all() and not torch.equal(model.weight, before)
+    # a step whose gradients overflow is skipped and the scale goes down
+    before, scale = model.weight.detach().clone(), update.loss_scale()
+    update.update((model(x) * float("inf")).sum())
+    assert torch.equal(model.weight, before) and update.loss_scale() < scale
+
+
+def test_optimizer_step_rejects_bad_settings():
+    with pytest.raises(ValueError, match="unknown optimizer 'sgd'; choose one of adamw, adam"):
+        OptimizerStep(torch.nn.Linear(2, 2).parameters(), 0.1, optimizer="sgd")
+    with pytest.raises(ValueError, match="no parameters"):
+        OptimizerStep([], 0.1)

@@ -27,9 +27,18 @@ def test_quantize_matches_brute_force(dtype, shape):
     z = torch.randn(*shape, generator=g, dtype=dtype, requires_grad=True)
     codebook = torch.randn(11, 4, generator=g, dtype=dtype)
 
-    def reference(z):                       # cdist argmin; value codebook[idx], gradient identity
+    class StraightThrough(torch.autograd.Function):    # value codebook[idx], gradient identity
+        @staticmethod
+        def forward(ctx, z, e):
+            return e.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad, None
+
+    def reference(z):                                   # brute-force nearest code by cdist
         idx = torch.cdist(z.detach().reshape(-1, 4), codebook).argmin(1).reshape(z.shape[:-1])
-        return z + (codebook[idx] - z).detach(), idx
+        return StraightThrough.apply(z, codebook[idx]), idx
 
     assert_matches_reference(lambda z: quantize(z, codebook), reference, z)
     z_q, idx = quantize(z, codebook)
@@ -119,7 +128,7 @@ def test_vqvae_shapes_and_round_trip():
 
 def test_vqvae_overfits_one_batch():
     torch.manual_seed(0)
-    from minit2i.shapes import ShapesDataset
+    from minit2i.data import ShapesDataset
     images, _, _ = ShapesDataset("train", 8, 64).tensors()
     x = images.float() / 127.5 - 1
     model = VQVAE(VQVAEConfig(channels=16, num_codes=64, code_dim=8))
@@ -181,3 +190,42 @@ def test_train_or_load_vqvae_in_smoke(cache):
     again = load_or_train("vqvae", "smoke", device="cpu", verbose=False)
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("amp", [torch.bfloat16, torch.float16])
+def test_quantize_picks_the_fp32_codes_under_autocast(amp):
+    # 16,384 vectors between 512 codes: half-precision distances pick another code for 1.2 %
+    # (bf16) and 0.1 % (fp16) of them, which is what this test catches
+    g = torch.Generator().manual_seed(0)
+    codebook = torch.randn(512, 16, generator=g)
+    z = 2 * torch.randn(16384, 16, generator=g)
+    zmap = z.reshape(1, 128, 128, 16).permute(0, 3, 1, 2).contiguous()     # (1, D, H, W)
+    expected = quantize(z, codebook)[1]
+    vq = VectorQuantizer(512, 16)
+    vq.codebook.data.copy_(codebook)
+    with torch.autocast("cpu", dtype=amp):
+        assert (z @ codebook.T).dtype == amp                # autocast is really on
+        _, idx = quantize(z, codebook)
+        _, idx_map, loss, _ = vq(zmap)
+    assert torch.equal(idx, expected)
+    assert torch.equal(idx_map.reshape(-1), expected)
+    assert loss.dtype == torch.float32
+
+
+def test_ema_stays_finite_under_fp16_autocast():
+    # 16,384 vectors on one code: the EMA sum of the background code overflowed fp16 before
+    vq = EMAVectorQuantizer(8, 4, decay=0.9)
+    z = torch.full((1, 4, 128, 128), 300.0)
+    with torch.autocast("cpu", dtype=torch.float16):
+        vq(z)
+    assert torch.isfinite(vq.codebook).all() and torch.isfinite(vq.ema_sum).all()
+    assert vq.codebook.dtype == torch.float32
+
+
+def test_a_float64_quantizer_works():
+    vq = EMAVectorQuantizer(8, 4).double()
+    z = torch.randn(2, 4, 3, 3, dtype=torch.float64)
+    z_q, idx, loss, _ = vq(z)
+    assert z_q.dtype == torch.float64 and loss.dtype == torch.float64
+    model = VQVAE(VQVAEConfig(channels=8, num_codes=16)).double()
+    assert model.encode(torch.zeros(1, 3, 64, 64, dtype=torch.float64)).shape == (1, 8, 8)

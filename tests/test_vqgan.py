@@ -3,10 +3,14 @@
 import pytest
 import torch
 
+from minit2i.data import ShapesDataset
 from minit2i.gan import generator_loss
+from minit2i.presets import recipe
+from minit2i.shapes import to_float_image
 from minit2i.vq import VQVAE, VQVAEConfig
 from minit2i.vqgan import (
     PatchDiscriminator,
+    VQGANTrain,
     adaptive_weight,
     last_layer,
     make_vqgan_step,
@@ -35,6 +39,7 @@ def test_adaptive_weight_matches_its_formula():
     gan = generator_loss(disc(recon).reshape(-1), "hinge")
     layer = last_layer(model)
     lam = adaptive_weight(rec, gan, layer, delta=1e-4)
+    lam_scaled = adaptive_weight(rec, gan, layer, delta=1e-4, loss_scale=2.0 ** 16)
     # By hand: backpropagate each loss alone and read the last layer's gradient.
     model.zero_grad()
     rec.backward(retain_graph=True)
@@ -45,6 +50,7 @@ def test_adaptive_weight_matches_its_formula():
     expected = g_rec.norm() / (g_gan.norm() + 1e-4)
     torch.testing.assert_close(lam, expected)
     assert not lam.requires_grad and lam > 0
+    torch.testing.assert_close(lam_scaled, expected)   # the fp16 loss scale: same ratio
 
 
 def test_adaptive_weight_is_clamped():
@@ -64,8 +70,8 @@ def test_sharpness_drops_with_blur():
 @pytest.mark.parametrize("adaptive", [True, False])
 def test_training_steps_before_and_after_the_discriminator_starts(adaptive):
     model, disc = small_model(), PatchDiscriminator(8)
-    r = {"lr": 1e-3, "steps": 4, "warmup": 1, "disc_start": 2, "disc_weight": 0.5,
-         "restart_every": 100, "adaptive": adaptive}
+    r = VQGANTrain(steps=4, batch_size=4, n_train=4, lr=1e-3, warmup=1, disc_start=2,
+                   disc_weight=0.5, restart_every=100, adaptive=adaptive)
     step = make_vqgan_step(model, disc, r, torch.device("cpu"))
     x = torch.rand(4, 3, 64, 64) * 2 - 1
     d_before = [p.clone() for p in disc.parameters()]
@@ -79,8 +85,8 @@ def test_training_steps_before_and_after_the_discriminator_starts(adaptive):
 
 def test_discriminator_warms_up_before_the_generator_hears_it():
     model, disc = small_model(), PatchDiscriminator(8)
-    r = {"lr": 1e-3, "steps": 6, "warmup": 1, "disc_start": 1, "disc_warmup": 2,
-         "disc_weight": 0.5, "restart_every": 100, "fg_weight": 9.0}
+    r = VQGANTrain(steps=6, batch_size=4, n_train=4, lr=1e-3, warmup=1, disc_start=1,
+                   disc_warmup=2, disc_weight=0.5, restart_every=100, fg_weight=9.0)
     step = make_vqgan_step(model, disc, r, torch.device("cpu"))
     x = torch.rand(4, 3, 64, 64) * 2 - 1
     assert step(x, 0)["d"] == 0                                 # before disc_start: nothing
@@ -93,11 +99,10 @@ def test_discriminator_warms_up_before_the_generator_hears_it():
 
 def test_overfits_one_batch():
     model, disc = small_model(), PatchDiscriminator(8)
-    r = {"lr": 2e-3, "steps": 80, "warmup": 1, "disc_start": 60, "disc_weight": 0.1,
-         "restart_every": 1000}
+    r = VQGANTrain(steps=80, batch_size=8, n_train=8, lr=2e-3, warmup=1, disc_start=60,
+                   disc_weight=0.1, restart_every=1000)
     step = make_vqgan_step(model, disc, r, torch.device("cpu"))
-    from minit2i.shapes import ShapesDataset
-    x = ShapesDataset("train", 8).tensors()[0].float() / 127.5 - 1
+    x = to_float_image(ShapesDataset("train", 8).tensors()[0])
     losses = [step(x, i)["l1"].item() for i in range(80)]
     assert losses[-1] < 0.5 * losses[0]
 
@@ -109,14 +114,27 @@ def test_train_or_load_vqgan_in_smoke(cache):
     assert model.encode(torch.zeros(1, 3, 64, 64)).shape == (1, 8, 8)
 
 
-def test_vqgan_starts_from_the_trained_vqvae(cache):
-    from minit2i.vqgan import train_vqgan
+def test_vqgan_starts_from_the_trained_vqvae(cache, monkeypatch):
+    from minit2i import vqgan
+    from minit2i.train import History
     from minit2i.zoo import checkpoint_path, load_or_train
-    load_or_train("vqgan", "smoke", device="cpu", verbose=False)
-    assert checkpoint_path("vqvae", "smoke").exists()           # phase one, trained on the way
+
+    vqvae = load_or_train("vqvae", "smoke", device="cpu", verbose=False)
+    start = {}
+
+    def no_training(step, batches, steps, **kw):      # record the weights fine-tuning starts from
+        start.update({k: v.clone() for k, v in step.upkeep.model.state_dict().items()})
+        return History()
+
+    monkeypatch.setattr(vqgan, "fit", no_training)
+    model = VQVAE(recipe("vqgan", "smoke").model)
+    vqgan.train_vqgan(model, recipe("vqgan", "smoke").train, torch.device("cpu"), "smoke",
+                      progress=False)
+    assert start and start.keys() == vqvae.state_dict().keys()
+    for k, v in vqvae.state_dict().items():
+        assert torch.equal(start[k], v), k
+    assert checkpoint_path("vqvae", "smoke").exists()
     other = VQVAE(VQVAEConfig(channels=8, num_codes=64))
-    r = {"init_from": "vqvae", "preset": "smoke", "steps": 1, "batch_size": 4, "n_train": 8,
-         "lr": 1e-3, "disc_start": 0, "disc_weight": 0.5, "disc_channels": 8,
-         "restart_every": 10}
     with pytest.raises(ValueError, match="must match"):
-        train_vqgan(other, r, torch.device("cpu"), progress=False)
+        vqgan.train_vqgan(other, recipe("vqgan", "smoke").train, torch.device("cpu"), "smoke",
+                          progress=False)

@@ -1,17 +1,22 @@
 """Train or load: cache, checkpoint format, config mismatch."""
 
-from dataclasses import dataclass
-
 import pytest
 import torch
 from torch import nn
 
-from minit2i import zoo
+from minit2i import presets, zoo
+from minit2i.config import settings
 
 
-@dataclass
+@settings
 class ToyConfig:
     width: int = 8
+
+
+@settings
+class ToyTrain:
+    steps: int
+    seed: int = 0
 
 
 class Toy(nn.Module):
@@ -24,16 +29,19 @@ class Toy(nn.Module):
 calls = []
 
 
-def train_toy(model, r, device):
-    calls.append(r["steps"])
+def train_toy(model, train, device, preset):
+    calls.append(train.steps)
     with torch.no_grad():
         model.layer.weight.fill_(0.5)
     return {"loss": 0.25}
 
 
 @pytest.fixture(autouse=True)
-def toy_spec():
-    zoo.register("toy", zoo.ModelSpec(ToyConfig, Toy, train_toy))
+def toy_spec(monkeypatch):
+    monkeypatch.setitem(presets.RECIPES, "toy", {
+        p: presets.Recipe(ToyConfig(width=w), ToyTrain(steps=s))
+        for p, w, s in (("smoke", 8, 5), ("cpu", 16, 50), ("full", 32, 500))})
+    zoo.register("toy", zoo.ModelSpec(Toy, train_toy))
     calls.clear()
     yield
     zoo._SPECS.pop("toy", None)
@@ -78,3 +86,22 @@ def test_unknown_model_lists_known_ones():
 
 def test_cache_dir_follows_the_environment(cache):
     assert zoo.cache_dir() == cache
+
+
+def test_the_same_recipe_gives_the_same_weights_whatever_ran_before(cache):
+    zoo.register("toy", zoo.ModelSpec(Toy, lambda model, train, device, preset: {}))
+    first = zoo.load_or_train("toy", "smoke", device="cpu", verbose=False)
+    torch.manual_seed(123)
+    torch.randn(1000)                                   # an unrelated draw from the global RNG
+    state = torch.get_rng_state()
+    second = zoo.load_or_train("toy", "smoke", device="cpu", retrain=True, verbose=False)
+    assert torch.equal(first.layer.weight, second.layer.weight)
+    assert torch.equal(torch.get_rng_state(), state)   # the caller's stream is left alone
+
+
+def test_trainer_gets_the_preset_it_was_asked_for(cache, monkeypatch):
+    seen = []
+    zoo.register("toy", zoo.ModelSpec(Toy, lambda m, train, device, preset: seen.append(preset)))
+    monkeypatch.setenv("MINIT2I_PRESET", "cpu")
+    zoo.load_or_train("toy", "smoke", device="cpu", verbose=False)
+    assert seen == ["smoke"]
