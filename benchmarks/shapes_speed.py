@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import write_record
 
 from minit2i.data import ShapesDataset
-from minit2i.execute import write_record
 from minit2i.shapes import render, sample_scene
 
 TARGET = 5000
