@@ -21,7 +21,7 @@ import torch
 from common import write_record
 
 from minit2i.config import device_name, get_device, preset_name
-from minit2i.dalle import draw
+from minit2i.dalle import Sampling, draw
 from minit2i.data import ShapesDataset
 from minit2i.eval import shapes_eval
 from minit2i.presets import recipe
@@ -52,7 +52,7 @@ def main() -> None:
     # the transformer, its tokenizer, and the VQ-VAE a VQGAN was fine-tuned from.
     vq_name = model.metrics["image_tokenizer"]
     parts = {"dalle": model.metrics.get("seconds"), vq_name: vq.metrics.get("seconds")}
-    start_from = recipe(vq_name, preset)["train"].get("init_from")
+    start_from = getattr(recipe(vq_name, preset).train, "init_from", None)
     if start_from:
         parts[start_from] = load_or_train(start_from, preset, verbose=False).metrics.get("seconds")
     clip = load_or_train("clip", preset, device=device) if args.candidates > 1 else None
@@ -61,7 +61,8 @@ def main() -> None:
     scores, drawing = {}, 0.0
     for name, prompts in sets.items():
         t = time.perf_counter()
-        images = draw(model, vq, prompts, seed=1, candidates=args.candidates, clip=clip)
+        images = draw(model, vq, prompts, seed=1, sampling=Sampling(candidates=args.candidates),
+                      clip=clip)
         if device.type == "cuda":
             torch.cuda.synchronize()
         drawing += time.perf_counter() - t

@@ -21,12 +21,12 @@ from pathlib import Path
 import torch
 from common import write_record
 
-from minit2i.config import device_name, get_device, preset_name
+from minit2i.config import device_name, get_device, preset_name, seeded
 from minit2i.dalle import encode_images
 from minit2i.data import ShapesDataset
 from minit2i.eval import shapes_eval
 from minit2i.presets import recipe
-from minit2i.vq import VQVAE, VQVAEConfig, evaluate_vqvae, train_vqvae
+from minit2i.vq import VQVAE, evaluate_vqvae, train_vqvae
 from minit2i.zoo import load_or_train
 
 
@@ -61,11 +61,10 @@ def main() -> None:
     if args.variant:
         r = recipe("vqvae", preset)
         changes = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.variant)}
-        r["train"].update(changes)
-        torch.manual_seed(0)
-        model = VQVAE(VQVAEConfig(**r["model"])).to(device)
-        start = time.perf_counter()
-        train_vqvae(model, r["train"], device, progress=False)
+        with seeded(r.train.seed):
+            model = VQVAE(r.model).to(device)
+            start = time.perf_counter()
+            train_vqvae(model, r.train.replace(**changes), device, preset, progress=False)
         key = "vqvae " + " ".join(args.variant)
         rows[key] = ceiling(model, device) | {"train_seconds": time.perf_counter() - start}
         print(key, {k: round(v, 3) for k, v in rows[key].items()}, flush=True)

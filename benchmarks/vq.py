@@ -32,10 +32,10 @@ def main() -> None:
     for name in ("vqvae", "vqgan"):
         start = time.perf_counter()
         model = load_or_train(name, device=device)
-        r = recipe(name)["train"]
+        r = recipe(name).train
         m = dict(model.metrics)
         m["sharpness"] = val_sharpness(model, device)        # recomputed: same definition for both
-        m["train_images_per_s"] = r["steps"] * r["batch_size"] / m["seconds"] if m.get(
+        m["train_images_per_s"] = r.steps * r.batch_size / m["seconds"] if m.get(
             "seconds") else None
         m["wall_seconds_this_run"] = time.perf_counter() - start
         m["grid"], m["num_codes"] = model.grid, model.num_codes
