@@ -145,6 +145,22 @@ class MiniDALLE(nn.Module):
         return {"loss": w * text_loss + (1 - w) * image_loss, "text_loss": text_loss.detach(),
                 "image_loss": image_loss.detach()}
 
+    # Drawing: what sample_codes needs from a model (chapter 6's encoder-decoder has the same).
+    def start(self, text: torch.Tensor) -> tuple[list, torch.Tensor]:
+        """A KV cache holding the captions (B, L), and the logits (B, K) of the first code."""
+        cache = self.transformer.new_cache()
+        return cache, self(text, kv_cache=cache)[:, -1, self.config.text_vocab:]
+
+    def step(self, cache: list, code: torch.Tensor, n: int) -> torch.Tensor:
+        """Feed code n (B,) of the image; the logits (B, K) of code n + 1."""
+        V = self.config.text_vocab
+        return self((code + V)[:, None], start=self.config.text_len + n, kv_cache=cache)[:, -1, V:]
+
+    def next_code_logits(self, text: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """The logits (B, K) of the next code after codes (B, n), recomputing everything."""
+        V = self.config.text_vocab
+        return self(torch.cat([text, codes + V], dim=1))[:, -1, V:]
+
 
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
@@ -192,13 +208,13 @@ def guided_logits(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> tor
 
 
 @torch.no_grad()
-def sample_codes(model: MiniDALLE, text: torch.Tensor, temperature: float = 1.0,
+def sample_codes(model: nn.Module, text: torch.Tensor, temperature: float = 1.0,
                  top_k: int | None = None, generator: torch.Generator | None = None,
                  use_cache: bool = True, guidance: float = 1.0) -> torch.Tensor:
     """Image codes (B, grid, grid) for captions (B, L), drawn token by token.
 
-    With ``use_cache`` each step feeds only the newest token and reuses the keys and values of
-    the earlier ones; without it every step recomputes the whole sequence (same tokens, slower).
+    With ``use_cache`` each step feeds only the newest code and reuses the keys and values of
+    the earlier tokens; without it every step recomputes the whole sequence (same codes, slower).
     With ``guidance`` s != 1 the batch also runs with the empty caption and each code is drawn
     from the guided logits (see ``guided_logits``).
     """
@@ -207,25 +223,22 @@ def sample_codes(model: MiniDALLE, text: torch.Tensor, temperature: float = 1.0,
     guided = guidance != 1.0
     if guided:
         text = torch.cat([text, model.empty_text(B, text.device)])         # (2B, L)
-    seq = text
-    cache = model.transformer.new_cache() if use_cache else None
-    logits = model(text, kv_cache=cache)[:, -1]                 # predicts the first code
-    drawn = []
+    codes = text.new_zeros(len(text), 0)                                   # drawn so far
+    if use_cache:
+        cache, logits = model.start(text)
+    else:
+        logits = model.next_code_logits(text, codes)
     for n in range(model.n_image):
-        code_logits = logits[:, c.text_vocab:].float()           # the codes' part, (B or 2B, K)
+        logits = logits.float()                                            # (B or 2B, K)
         if guided:
-            code_logits = guided_logits(code_logits[:B], code_logits[B:], guidance)
-        code = sample_next(code_logits, temperature, top_k, generator)       # (B,)
-        drawn.append(code)
+            logits = guided_logits(logits[:B], logits[B:], guidance)
+        code = sample_next(logits, temperature, top_k, generator)          # (B,)
+        code = code.repeat(2) if guided else code                          # both halves
+        codes = torch.cat([codes, code[:, None]], dim=1)
         if n == model.n_image - 1:
             break
-        token = (code + c.text_vocab).repeat(2 if guided else 1)[:, None]    # joint ids
-        seq = torch.cat([seq, token], dim=1)
-        if use_cache:
-            logits = model(token, start=seq.shape[1] - 1, kv_cache=cache)[:, -1]
-        else:
-            logits = model(seq)[:, -1]
-    return torch.stack(drawn, 1).view(B, c.grid, c.grid)
+        logits = model.step(cache, code, n) if use_cache else model.next_code_logits(text, codes)
+    return codes[:B].view(B, c.grid, c.grid)
 
 
 # ---------------------------------------------------------------------------------------------
