@@ -254,10 +254,12 @@ def encode_images(vq: nn.Module, images: torch.Tensor, device, batch_size: int =
                       for x in images.split(batch_size)])
 
 
-def shapes_tokens(vq: nn.Module, split: str, n: int, seed: int, device, text_len: int = 24
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Captions (n, text_len) and image codes (n, h, w) of n Shapes scenes (one or two objects)."""
-    images, text, _ = ShapesDataset(split, n, seed=seed, max_length=text_len).tensors()
+def shapes_tokens(vq: nn.Module, split: str, n: int, seed: int, device, text_len: int = 24,
+                  n_objects: int | tuple[int, ...] = (1, 2)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Captions (n, text_len) and image codes (n, h, w) of n Shapes scenes (by default an even
+    mix of one- and two-object scenes)."""
+    images, text, _ = ShapesDataset(split, n, seed=seed, max_length=text_len,
+                                    n_objects=n_objects).tensors()
     return text, encode_images(vq, images, device)
 
 
@@ -303,6 +305,7 @@ class DALLETrain:
     weight_decay: float = 0.01
     caption_dropout: float = 0.0  # fraction of captions replaced by the empty one (for guidance)
     tokenizer: str = "vqgan"      # the zoo's image tokenizer: "vqgan" (chapter 5) or "vqvae"
+    n_objects: tuple[int, ...] = (1, 2)   # objects per training scene (an even mix)
     eval_every: int = 500         # a multiple of log_every
     n_judge: int = 0              # prompts drawn and judged at each evaluation (0: none)
     patience: int = 0             # stop after this many evaluations without a better held-out
@@ -335,7 +338,8 @@ def train_dalle(model: MiniDALLE, train: DALLETrain, device, preset: str | None 
         raise ValueError(f"the {train.tokenizer} has {vq.num_codes} codes on a {vq.grid}x"
                          f"{vq.grid} grid, the dalle recipe expects {c.num_codes} on {c.grid}x"
                          f"{c.grid}: make the recipes in minit2i/presets.py agree")
-    data = shapes_tokens(vq, "train", train.n_train, train.seed, device, c.text_len)
+    data = shapes_tokens(vq, "train", train.n_train, train.seed, device, c.text_len,
+                         train.n_objects)
     val = shapes_tokens(vq, "val", train.n_val, 0, device, c.text_len)
     # seed 1: held-out-pair scenes for choosing the weights; the chapter measures on seed 0
     heldout = shapes_tokens(vq, "heldout", train.n_val, 1, device, c.text_len)

@@ -39,6 +39,11 @@ def assert_matches_reference(ours: Callable, reference: Callable, *inputs,
     loss_a, loss_b = 0.0, 0.0
     for k, (a, b) in enumerate(zip(a_out, b_out)):
         assert a.shape == b.shape, f"output {k}: shape {tuple(a.shape)}, reference {tuple(b.shape)}"
+        if a.requires_grad != b.requires_grad:
+            side = "ours" if b.requires_grad else "the reference"
+            raise AssertionError(f"output {k}: {side} does not carry a gradient (requires_grad "
+                                 f"{a.requires_grad} against the reference's {b.requires_grad}); "
+                                 "a detached output would pass the value check alone")
         if a.is_floating_point():
             tol = TOLERANCES.get(a.dtype, dict(atol=1e-3, rtol=1e-3))
             tol = dict(atol=atol if atol is not None else tol["atol"],

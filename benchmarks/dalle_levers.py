@@ -1,0 +1,190 @@
+"""Chapter 6's levers, measured: what each choice buys the mini DALL-E at a fixed budget.
+
+    python benchmarks/dalle_levers.py --preset cpu [--variants base,no_dropout,...] [--n 256]
+
+Each *variant* is the preset's ``dalle`` recipe with a few settings changed (the image
+tokenizer, the model's width and depth, batch, learning rate, the number of training scenes,
+caption dropout, the architecture). All variants get the same training compute: the number of
+steps is chosen so that steps x FLOPs per step (counted with torch's FlopCounterMode on one real
+training step) equals the base recipe's. Each trained variant then draws one image for each of
+``n`` one-object, ``n`` two-object and ``n`` held-out-pair prompts under several ways of sampling
+(temperature, top-k, classifier-free guidance, re-ranking by chapter 4's CLIP), and the
+independent judge scores them. Results accumulate in benchmarks/results/dalle_levers.json
+(running a subset of variants updates those and keeps the others).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from common import write_record
+from torch.utils.flop_counter import FlopCounterMode
+
+from minit2i import presets, zoo
+from minit2i.config import device_name, get_device, preset_name, seeded
+from minit2i.dalle import MiniDALLE, Sampling, draw, shapes_tokens, train_dalle
+from minit2i.dalle_encdec import EncDecConfig, EncoderDecoderDALLE
+from minit2i.data import ShapesDataset
+from minit2i.eval import shapes_eval
+from minit2i.shapes import caption
+from minit2i.vq import VQVAE, train_vqvae
+
+OUT = Path(__file__).parent / "results" / "dalle_levers.json"
+
+# name -> changes to the preset's dalle recipe: "model" and "train" settings, a "tokenizer"
+# (a zoo name, or ("vqvae", {model changes}) for a VQ-VAE variant trained here), "arch".
+VARIANTS: dict[str, dict] = {
+    "base": {},
+    "no caption dropout": {"train": {"caption_dropout": 0.0}},
+    "VQ-VAE tokens (no GAN fine-tune)": {"tokenizer": "vqvae"},
+    "128 codes": {"tokenizer": ("vqvae", {"num_codes": 128})},
+    "4x more scenes": {"train": {"n_train_factor": 4}},
+    "lr x2": {"train": {"lr_factor": 2.0}},
+    "half batch": {"train": {"batch_factor": 0.5}},
+    "wider (dim 192, 3 layers)": {"model": {"dim": 192, "depth": 3, "n_heads": 6}},
+    "deeper (dim 96, 6 layers)": {"model": {"dim": 96, "depth": 6, "n_heads": 4}},
+    "encoder-decoder (the article's)": {"arch": "encdec"},
+}
+SAMPLINGS = {"T=1": Sampling(), "T=0.7": Sampling(temperature=0.7),
+             "T=0.5": Sampling(temperature=0.5), "T=0.3": Sampling(temperature=0.3),
+             "greedy": Sampling(temperature=0.0), "T=0.5, top-k 16": Sampling(0.5, 16),
+             "T=0.5, guidance 1.5": Sampling(0.5, guidance=1.5),
+             "T=0.5, guidance 3": Sampling(0.5, guidance=3.0),
+             "T=1, guidance 3": Sampling(1.0, guidance=3.0)}
+
+
+def prompts_of(split: str, n_objects: int, n: int, seed: int = 7) -> list[str]:
+    ds = ShapesDataset(split, n, seed=seed, n_objects=n_objects)
+    return [caption(ds.scene_and_caption(i)[0].described()) for i in range(n)]
+
+
+def task_scores(kind: str, sc: dict) -> dict:
+    """The scores a prompt set is read for: one object, two objects, or held-out pairs."""
+    if kind == "one":
+        return {"single_object": sc["single_object"], "colour": sc["colour"],
+                "position": sc["position"]}
+    if kind == "two":
+        return {"two_objects": sc["two_objects"], "colour_attribution": sc["colour_attribution"],
+                "relation": sc["position"]}
+    return {"heldout_pairs": sc["colour"]}
+
+
+def tokenizer_for(spec, preset: str) -> str:
+    """A zoo name for the variant's tokenizer, registering a VQ-VAE variant when asked."""
+    if isinstance(spec, str):
+        return spec
+    base, changes = spec
+    name = base + "_" + "_".join(f"{k}{v}" for k, v in changes.items())
+    r = presets.recipe(base, preset)
+    presets.RECIPES[name] = {p: presets.Recipe(r.model.replace(**changes), r.train)
+                             for p in presets.PRESETS}
+    zoo.register(name, zoo.ModelSpec(VQVAE, train_vqvae))
+    return name
+
+
+def build(variant: dict, preset: str, num_codes: int):
+    r = presets.recipe("dalle", preset)
+    m = variant.get("model", {})
+    if variant.get("arch") == "encdec":
+        return EncoderDecoderDALLE(EncDecConfig(num_codes=num_codes, grid=r.model.grid,
+                                                dim=r.model.dim, n_heads=r.model.n_heads,
+                                                enc_depth=2, depth=r.model.depth - 1, **m))
+    return MiniDALLE(r.model.replace(num_codes=num_codes, **m))
+
+
+def flops_per_step(model, train, vq, device) -> float:
+    text, codes = shapes_tokens(vq, "train", train.batch_size, 0, device, model.config.text_len)
+    with FlopCounterMode(display=False) as counter:
+        model.loss(text.to(device), codes.to(device))["loss"].backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def run_variant(name: str, variant: dict, preset: str, device, n: int, clip) -> dict:
+    base = presets.recipe("dalle", preset).train
+    tok = tokenizer_for(variant.get("tokenizer", base.tokenizer), preset)
+    vq = zoo.load_or_train(tok, preset, device=device, verbose=False)
+    t = dict(variant.get("train", {}))
+    train = base.replace(tokenizer=tok, n_judge=0, patience=0,
+                         n_train=int(base.n_train * t.pop("n_train_factor", 1)),
+                         lr=base.lr * t.pop("lr_factor", 1.0),
+                         batch_size=int(base.batch_size * t.pop("batch_factor", 1.0)), **t)
+    with seeded(train.seed):
+        reference = build({}, preset, vq.num_codes).to(device)
+        budget = base.steps * flops_per_step(reference, base, vq, device)
+        model = build(variant, preset, vq.num_codes).to(device)
+        per_step = flops_per_step(model, train, vq, device)
+        steps = max(train.log_every, round(budget / per_step / train.log_every) * train.log_every)
+        train = train.replace(steps=steps, eval_every=steps)
+        start = time.perf_counter()
+        metrics = train_dalle(model, train, device, preset)
+    seconds = time.perf_counter() - start
+    out = {"tokenizer": tok, "arch": variant.get("arch", "decoder"),
+           "model": vars(model.config), "train": vars(train),
+           "parameters": sum(p.numel() for p in model.parameters()),
+           "flops_per_step": per_step, "steps": steps, "train_seconds": round(seconds, 1),
+           "val_image_loss": round(metrics["val_image_loss"], 4),
+           "heldout_image_loss": round(metrics["heldout_image_loss"], 4), "sampling": {}}
+    sets = {"one": prompts_of("val", 1, n), "two": prompts_of("val", 2, n),
+            "held": prompts_of("heldout", 1, n)}
+    samplings = dict(SAMPLINGS)
+    for key, s in samplings.items():
+        row = {}
+        for kind, prompts in sets.items():
+            if s.guidance != 1.0 and not train.caption_dropout:
+                break                                   # guidance needs a caption-free model
+            sc = shapes_eval(draw(model, vq, prompts, seed=1, sampling=s), prompts)
+            row.update(task_scores(kind, sc))
+        if row:
+            out["sampling"][key] = {k: round(v, 4) for k, v in row.items()}
+            print(f"  {name} | {key}: {out['sampling'][key]}", flush=True)
+    # re-ranking: best of 8 by chapter 4's CLIP, under the best single-sample setting
+    best = max(out["sampling"], key=lambda k: out["sampling"][k]["single_object"]
+               + out["sampling"][k]["two_objects"])
+    s8 = samplings[best].replace(candidates=8)
+    row = {}
+    for kind, prompts in sets.items():
+        if kind == "held":
+            continue
+        sc = shapes_eval(draw(model, vq, prompts, seed=1, sampling=s8, clip=clip), prompts)
+        row.update(task_scores(kind, sc))
+    out["best_sampling"] = best
+    out["best_of_8"] = {k: round(v, 4) for k, v in row.items()}
+    print(f"  {name} | {best}, best of 8 by CLIP: {out['best_of_8']}", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default=None)
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated names (default: all)")
+    parser.add_argument("--n", type=int, default=256, help="prompts of each kind")
+    parser.add_argument("--out", default=str(OUT))
+    args = parser.parse_args()
+    preset, device = preset_name(args.preset), get_device()
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+    out_path = Path(args.out)
+    result = json.loads(out_path.read_text()) if out_path.exists() else {}
+    if result.get("preset") not in (None, preset):
+        result = {}                                    # another preset's record: start afresh
+    result.update({"benchmark": "dalle_levers", "preset": preset, "device": device_name(),
+                   "n_prompts_each": args.n,
+                   "budget": "every variant trains with the base recipe's steps x FLOPs/step"})
+    result.setdefault("variants", {})
+    clip = zoo.load_or_train("clip", preset, device=device, verbose=False)
+    for name in names:
+        print(f"variant {name!r}", flush=True)
+        result["variants"][name] = run_variant(name, VARIANTS[name], preset, device, args.n,
+                                               clip)
+        write_record(result, out_path)
+
+
+if __name__ == "__main__":
+    main()
