@@ -20,13 +20,25 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import autocast, settings
 from .data import ShapesDataset
-from .shapes import COLORS, POSITIONS, SHAPES, SIZES, Obj, Scene, caption, render, to_float_image
+from .shapes import (
+    COLORS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    Obj,
+    Scene,
+    caption,
+    corrupt,
+    render,
+    to_float_image,
+)
 from .text import Tokenizer
 from .train import OptimizerStep, batches_from, fit, param_groups
 from .transformer import Transformer
@@ -41,12 +53,15 @@ def positive_targets(groups: torch.Tensor) -> torch.Tensor:
 
 
 def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor,
-              logit_scale: torch.Tensor | float, groups: torch.Tensor | None = None
-              ) -> torch.Tensor:
+              logit_scale: torch.Tensor | float, groups: torch.Tensor | None = None,
+              negatives: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric InfoNCE of L2-normalised features (B, D); ``logit_scale`` is s = exp(t).
 
     ``groups`` (B,) are scene ids: items with the same id are all positives of each other.
-    Without it, item i matches only item i (targets = arange(B)).
+    Without it, item i matches only item i (targets = arange(B)). ``negatives`` (M, D) are
+    extra captions that describe no image of the batch (hard negatives: a true caption with one
+    attribute changed, as in NegCLIP, Yuksekgonul et al., 2023): each image must also beat
+    them, so the image-to-text softmax runs over B + M captions.
     """
     if image_features.ndim != 2 or text_features.ndim != 2:
         raise ValueError(f"expected image and text features of shape (B, D), got "
@@ -59,12 +74,20 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor,
     if groups is not None and groups.shape != (B,):
         raise ValueError(f"expected groups of shape ({B},), one scene id per item, "
                          f"got {tuple(groups.shape)}")
+    D = text_features.shape[1]
+    if negatives is not None and (negatives.ndim != 2 or negatives.shape[1] != D):
+        raise ValueError(f"expected negatives of shape (M, {D}), got "
+                         f"{tuple(negatives.shape)}")
     logits = logit_scale * image_features @ text_features.T          # (B, B): s I T^T
+    extra = (logit_scale * image_features @ negatives.T if negatives is not None
+             else logits.new_zeros(B, 0))                            # (B, M)
     if groups is None:
         labels = torch.arange(B, device=logits.device)
-        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        return (F.cross_entropy(torch.cat([logits, extra], 1), labels)
+                + F.cross_entropy(logits.T, labels)) / 2
     y = positive_targets(groups).to(logits.dtype)                   # (B, B), rows sum to 1
-    loss_i = -(y * F.log_softmax(logits, dim=1)).sum(1).mean()      # image -> which text
+    y_extra = torch.cat([y, y.new_zeros(B, extra.shape[1])], 1)     # negatives get no mass
+    loss_i = -(y_extra * F.log_softmax(torch.cat([logits, extra], 1), dim=1)).sum(1).mean()
     loss_t = -(y * F.log_softmax(logits.T, dim=1)).sum(1).mean()    # text -> which image
     return (loss_i + loss_t) / 2
 
@@ -203,6 +226,7 @@ class CLIPTrain:
     warmup: int = 0
     weight_decay: float = 0.1
     augment: bool = False         # the image encoder sees random_crops of the images
+    hard_negatives: bool = False  # each caption also brings a false one (shapes.corrupt)
     n_eval: int = 500             # one-object val scenes for the zero-shot scores
     seed: int = 0                 # clip and clip_b differ only here
     log_every: int = 25
@@ -210,7 +234,8 @@ class CLIPTrain:
 
 def make_train_step(model: CLIP, lr: float, steps: int, weight_decay: float = 0.1,
                     warmup: int = 0, device="cpu", augment: bool = False):
-    """A ``step(batch, i)`` for ``train.fit`` on batches (images, tokens, scene ids).
+    """A ``step(batch, i)`` for ``train.fit`` on batches (images, tokens, scene ids) or
+    (images, tokens, scene ids, hard-negative tokens).
 
     AdamW without decay on biases, norms, embeddings and the temperature
     (``minit2i.train.param_groups``; a frozen parameter is left out). With ``augment`` the
@@ -220,11 +245,12 @@ def make_train_step(model: CLIP, lr: float, steps: int, weight_decay: float = 0.
                            betas=(0.9, 0.98), eps=1e-6, steps=steps, warmup=warmup, clip=None)
 
     def step(batch, i):
-        images, tokens, groups = batch
+        images, tokens, groups, *negative_tokens = batch
         x = to_float_image(images)
         with autocast(device):
             img, txt = model(random_crops(x) if augment else x, tokens)
-        loss = clip_loss(img, txt, model.scale(), groups)
+            negatives = model.encode_text(negative_tokens[0]) if negative_tokens else None
+        loss = clip_loss(img, txt, model.scale(), groups, negatives)
         update.update(loss)
         with torch.no_grad():                       # keep t itself in [0, ln 100], as CLIP does
             model.logit_scale.clamp_(0, MAX_LOG_SCALE)
@@ -238,8 +264,9 @@ def train_clip(model: CLIP, train: CLIPTrain, device, preset: str | None = None)
     data = ShapesDataset("train", n=train.n_train, size=model.cfg.image_size, seed=train.seed)
     images, tokens, _ = data.tensors()
     groups = scene_ids(data)
-    batches = batches_from(images, tokens, groups, batch_size=train.batch_size, device=device,
-                           seed=train.seed)
+    extra = (hard_negative_tokens(data, train.seed),) if train.hard_negatives else ()
+    batches = batches_from(images, tokens, groups, *extra, batch_size=train.batch_size,
+                           device=device, seed=train.seed)
     step = make_train_step(model.train(), train.lr, train.steps, train.weight_decay,
                            train.warmup, device, train.augment)
     hist = fit(step, batches, train.steps, log_every=train.log_every, desc="clip")
@@ -256,6 +283,15 @@ def train_clip(model: CLIP, train: CLIPTrain, device, preset: str | None = None)
 def scene_key(scene: Scene) -> str:
     """What a caption pins down about a scene, as its canonical caption (no jitter, no synonyms)."""
     return caption(scene.described())
+
+
+def hard_negative_tokens(data: ShapesDataset, seed: int = 0) -> torch.Tensor:
+    """(N, L): for each item a caption of its scene with one attribute changed (``corrupt``),
+    in the item's own phrasing style drawn afresh."""
+    rng = np.random.default_rng([seed, 17])
+    tok = Tokenizer()
+    return torch.stack([tok.encode(caption(corrupt(data.scene_and_caption(i)[0], rng), rng),
+                                   data.max_length) for i in range(len(data))])
 
 
 def scene_ids(data: ShapesDataset) -> torch.Tensor:

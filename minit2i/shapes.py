@@ -169,6 +169,50 @@ def sample_scene(rng: np.random.Generator, n_objects: int = 1, split: str = "tra
     return Scene((obj(pa), obj(pb)), relation)
 
 
+OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+CORRUPTIONS = {1: ("colour", "shape", "size", "position"),
+               2: ("swap colours", "swap shapes", "reverse relation", "colour", "shape")}
+
+
+def corrupt(scene: Scene, rng: np.random.Generator, how: str | None = None) -> Scene:
+    """The described scene with exactly one thing changed, so that its caption is false of the
+    image: a hard negative. One object: its colour, shape, size or position; two objects: the
+    colours or the shapes swapped, the relation reversed, or one object's colour or shape
+    replaced. ``how`` picks one of ``CORRUPTIONS[n]`` (default: at random, among the ones that
+    change the caption)."""
+    d = scene.described()
+    kinds = CORRUPTIONS[len(d.objects)]
+    if how is not None:
+        _check("corruption", how, kinds)
+    objs = list(d.objects)
+    for kind in [how] if how else list(rng.permutation(kinds)):
+        new = list(objs)
+        k = int(rng.integers(len(objs)))
+        if kind == "swap colours":
+            new = [dataclasses.replace(objs[0], color=objs[1].color),
+                   dataclasses.replace(objs[1], color=objs[0].color)]
+        elif kind == "swap shapes":
+            new = [dataclasses.replace(objs[0], shape=objs[1].shape),
+                   dataclasses.replace(objs[1], shape=objs[0].shape)]
+        elif kind == "colour":
+            new[k] = dataclasses.replace(objs[k], color=str(rng.choice(
+                [c for c in COLORS if c != objs[k].color])))
+        elif kind == "shape":
+            new[k] = dataclasses.replace(objs[k], shape=str(rng.choice(
+                [x for x in SHAPES if x != objs[k].shape])))
+        elif kind == "size":
+            new[0] = dataclasses.replace(objs[0], size="small" if objs[0].size == "large"
+                                         else "large")
+        elif kind == "position":
+            new[0] = dataclasses.replace(objs[0], position=str(rng.choice(
+                [p for p in POSITIONS if p != objs[0].position])))
+        relation = OPPOSITE[d.relation] if kind == "reverse relation" else d.relation
+        out = Scene(tuple(new), relation)
+        if out != d:
+            return out
+    raise ValueError(f"no corruption changes {caption(d)!r} (identical objects?)")
+
+
 # ---------------------------------------------------------------------------------------------
 # Rendering
 # ---------------------------------------------------------------------------------------------

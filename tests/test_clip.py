@@ -192,3 +192,29 @@ def test_overfit_one_batch():
     img, txt = model(images.float() / 127.5 - 1, tokens)
     r = recall_at_k(img, txt)
     assert r["t2i_R@1"] == 1.0 and r["i2t_R@1"] == 1.0
+
+
+@pytest.mark.parametrize("with_groups", [False, True])
+def test_hard_negatives_join_the_image_to_text_softmax(with_groups):
+    g = torch.Generator().manual_seed(0)
+    img = F.normalize(torch.randn(5, 8, generator=g, dtype=torch.float64), dim=-1)
+    txt = F.normalize(torch.randn(5, 8, generator=g, dtype=torch.float64), dim=-1)
+    neg = F.normalize(torch.randn(3, 8, generator=g, dtype=torch.float64), dim=-1)
+    groups = torch.tensor([0, 1, 1, 2, 3]) if with_groups else None
+    img.requires_grad_(True)
+
+    def reference(img):
+        s = 10.0
+        y = (torch.eye(5, dtype=torch.float64) if groups is None else
+             (groups[:, None] == groups[None]).double() / (groups[:, None] == groups[None]).sum(1,
+                                                                                  keepdim=True))
+        i2t = torch.cat([s * img @ txt.T, s * img @ neg.T], 1)                  # (5, 8)
+        loss_i = -(torch.cat([y, torch.zeros(5, 3, dtype=torch.float64)], 1)
+                   * torch.log_softmax(i2t, 1)).sum(1).mean()
+        loss_t = -(y * torch.log_softmax(s * txt @ img.T, 1)).sum(1).mean()
+        return (loss_i + loss_t) / 2
+
+    assert_matches_reference(lambda img: clip_loss(img, txt, 10.0, groups, neg), reference, img)
+    assert clip_loss(img, txt, 10.0, groups, neg) > clip_loss(img, txt, 10.0, groups)
+    with pytest.raises(ValueError, match=r"negatives of shape \(M, 8\)"):
+        clip_loss(img, txt, 10.0, groups, neg[:, :4])

@@ -21,6 +21,7 @@ from minit2i.shapes import (
     as_uint8,
     caption,
     check_prompts,
+    corrupt,
     parse,
     relation_holds,
     render,
@@ -265,3 +266,24 @@ def test_check_prompts_names_the_problem():
         check_prompts([])
     with pytest.raises(ValueError, match="a prompt is a string"):
         check_prompts([3])
+
+
+@pytest.mark.parametrize("n_objects", [1, 2])
+def test_corrupt_changes_exactly_what_it_says(n_objects):
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        scene = sample_scene(rng, n_objects)
+        bad = corrupt(scene, rng)
+        assert bad != scene.described() and parse(caption(bad)) == bad     # a different caption
+        if n_objects == 1:
+            a, b = scene.described().objects[0], bad.objects[0]
+            changed = [f for f in ("shape", "color", "size", "position")
+                       if getattr(a, f) != getattr(b, f)]
+            assert len(changed) == 1, changed
+    two = Scene((Obj("circle", "red", "large", "left"), Obj("square", "blue", "small", "right")),
+                "left of")
+    assert caption(corrupt(two, rng, "swap colours")) == \
+        "a large blue circle to the left of a small red square"
+    assert corrupt(two, rng, "reverse relation").relation == "right of"
+    with pytest.raises(ValueError, match="unknown corruption 'size'"):
+        corrupt(two, rng, "size")
