@@ -192,3 +192,13 @@ def test_overfit_one_batch():
     img, txt = model(images.float() / 127.5 - 1, tokens)
     r = recall_at_k(img, txt)
     assert r["t2i_R@1"] == 1.0 and r["i2t_R@1"] == 1.0
+
+
+def test_random_crops_from_given_draws_equal_the_generators():
+    from minit2i.clip import crop_draws
+    images = torch.rand(3, 3, 16, 16) * 2 - 1
+    a = random_crops(images, generator=torch.Generator().manual_seed(4))
+    draws = crop_draws(images.shape, torch.Generator().manual_seed(4))
+    assert torch.equal(random_crops(images, draws=draws), a)
+    with pytest.raises(ValueError, match="draws for 2 views"):
+        random_crops(images[:2], draws=draws)
