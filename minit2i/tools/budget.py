@@ -49,6 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import PRESETS, amp_dtype, get_device, preset_name, seeded
 from ..presets import recipe
+from ..zoo import depends_on, recipe_record
 
 # ---------------------------------------------------------------------------------------------
 # Machines and budgets: every assumed rate, in one place
@@ -172,26 +173,6 @@ NOTEBOOK_CONSTANTS = {
 # is unlikely to be slower.
 REST_S = {1: 193, 2: 39, 3: 14, 4: 10, 5: 32, 6: 37, 7: 10, 8: 10}
 REST_FLOOR_S = 10        # a chapter whose count covers its whole measured time still has cells
-
-
-def depends_on(name: str, preset: str) -> tuple[str, ...]:
-    """The zoo models that training ``name`` loads first (the VQGAN's start, the DALL-E's
-    tokenizer)."""
-    t = recipe(name, preset).train
-    if name == "vqgan" and t.init_from:
-        return (t.init_from,)
-    if name == "dalle":
-        return (t.tokenizer,)
-    return ()
-
-
-def recipe_record(name: str, preset: str) -> dict:
-    """A model's recipe as plain data: model config, train settings, and the records of the
-    models it is trained from. Two presets share a model when their records are equal."""
-    r = recipe(name, preset)
-    return {"model": dataclasses.asdict(r.model) if r.model is not None else None,
-            "train": dataclasses.asdict(r.train),
-            "needs": {dep: recipe_record(dep, preset) for dep in depends_on(name, preset)}}
 
 
 def is_shipped(name: str, preset: str) -> bool:
@@ -756,6 +737,16 @@ def describe(chapter: int | None = None, preset: str | None = None) -> str:
         what += f", loads {', '.join(plan['loads'])} (shipped)"
     return (f"{line}\nchapter {chapter} from an empty cache: about {seconds / 60:.0f} min on "
             f"{MACHINES[machine].label} ({what})")
+
+
+def start_chapter(chapter: int, preset: str | None = None) -> str:
+    """What a chapter's first cell calls: declares the models the chapter introduces (trained
+    here, so the reader sees training, not loaded from the shipped checkpoints; see
+    ``minit2i.zoo.introduce``) and returns ``describe(chapter)``."""
+    from .. import zoo
+
+    zoo.introduce(*CHAPTER_NEEDS[chapter].trains)
+    return describe(chapter, preset)
 
 
 # ---------------------------------------------------------------------------------------------
