@@ -83,7 +83,7 @@ def random_latent(vq: nn.Module, batch: int, generator: torch.Generator | None =
 # Views (images x cutouts) through CLIP in one forward and backward. A search of more images
 # runs in chunks of whole images, one after the other within each step (their gradients summed
 # before Adam's step), so its activations stay those of one chunk: under SEARCH_PEAK_GIB in
-# float32 in every preset (minit2i.tools.budget counts the bytes a view saves for backward;
+# float32 in every preset (minit2i.budget counts the bytes a view saves for backward;
 # tests/test_budget.py checks the bound). Chunked or not, a seed gives the same images.
 MAX_VIEWS = 1024
 SEARCH_PEAK_GIB = 4.0

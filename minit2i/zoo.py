@@ -11,10 +11,10 @@
 3. **training** with the recipe, seeded, then saved to the cache.
 
 A chapter that *introduces* a model trains it, so the reader sees training: its first cell
-declares the models it introduces (``introduce``, called by ``minit2i.tools.budget.start``), or
-a call passes ``shipped=False``. ``shipped=True`` takes a shipped model even for a model being
-introduced (for a reader in a hurry). ``retrain=True`` (or ``MINIT2I_RETRAIN=1``) trains afresh
-whatever exists; ``MINIT2I_NO_SHIPPED=1`` never uses a shipped checkpoint.
+declares the models it introduces (``introduce``, which ``minit2i.budget.start_chapter``
+calls), or a call passes ``shipped=False``. ``shipped=True`` takes a shipped model even for a
+model being introduced (for a reader in a hurry). ``retrain=True`` (or ``MINIT2I_RETRAIN=1``)
+trains afresh whatever exists; ``MINIT2I_NO_SHIPPED=1`` never uses a shipped checkpoint.
 
 Training is seeded before the model is built (with the recipe's ``seed``), so the same recipe
 gives the same weights whatever ran before, and the caller's random streams are left as they

@@ -1,6 +1,6 @@
 """Budgets: every chapter, from an empty cache, within its preset's minutes, by the count.
 
-The count is ``minit2i.tools.budget``: FLOPs of one real step at a tiny batch, scaled by batch
+The count is ``minit2i.budget``: FLOPs of one real step at a tiny batch, scaled by batch
 and steps, at rates stated in one place and fitted (for the laptop) to the committed runs.
 """
 
@@ -15,10 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minit2i import presets
+from minit2i import budget, presets
 from minit2i.presets import RECIPES, recipe
 from minit2i.shapes import COLORS, POSITIONS, SHAPES
-from minit2i.tools import budget
 from minit2i.vqgan_clip import MAX_VIEWS, SEARCH_PEAK_GIB, chunk_size
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,7 +236,7 @@ def test_the_laptop_rates_and_other_cells_follow_the_committed_runs():
         stated = budget.MACHINES["laptop"].rates[kind]
         assert rate == pytest.approx(stated, rel=0.25), (
             f"{kind}: the committed runs give {rate / 1e9:.1f} GFLOP/s, MACHINES says "
-            f"{stated / 1e9:.1f}: run `python -m minit2i.tools.budget --calibrate`")
+            f"{stated / 1e9:.1f}: run `python -m minit2i.budget --calibrate`")
     for chapter, r in result["rest"].items():
         assert abs(r["rest_s"] - budget.REST_S[chapter]) <= max(30, 0.3 * r["rest_s"]), (
             chapter, r)
@@ -249,7 +248,22 @@ def test_the_status_table_and_the_first_cells_line():
     assert len(rows) == 2 * len(budget.CHAPTERS)
     assert any("(over)" in line for line in rows)            # chapter 2, cpu
     assert "vqgan, clip, clip_b" in rows[6]                    # chapter 7 loads them (cpu)
+    assert "chapter" not in budget.describe(preset="smoke")
+
+
+def test_the_first_cells_line_says_what_this_installation_will_do(tmp_path, monkeypatch):
+    from minit2i import zoo
+    monkeypatch.setattr(zoo, "SHIPPED_DIR", tmp_path)
     line = budget.describe(chapter=7, preset="cpu")
     assert "preset: cpu" in line and "chapter 7 from an empty cache: about" in line
-    assert "loads vqgan, clip, clip_b (shipped)" in line
-    assert "chapter" not in budget.describe(preset="smoke")
+    assert line.endswith("it trains vqvae, vqgan, clip, clip_b")      # nothing shipped here
+    for name in budget.SHIPPED:
+        (tmp_path / f"{name}-cpu.pt").write_bytes(b"")
+    line = budget.describe(chapter=7, preset="cpu")
+    assert "under a minute on a laptop (2 CPU cores, fp32)" in line
+    assert line.endswith("it trains no model and loads vqgan, clip, clip_b (shipped)")
+    budget.start_chapter(3, "cpu")
+    try:
+        assert zoo._INTRODUCED == {"vqvae"}
+    finally:
+        zoo.introduce()

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from minit2i import zoo
-from minit2i.tools import budget, ship
+from minit2i import budget, zoo
+from minit2i.tools import ship
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
     python -m minit2i.tools.ship [--preset cpu] [--out minit2i/checkpoints] [--cache DIR]
 
-Trains every model of ``minit2i.tools.budget.SHIPPED`` (the ones later chapters import: the
+Trains every model of ``minit2i.budget.SHIPPED`` (the ones later chapters import: the
 tokenizers, the two CLIPs, the DALL-E) with the preset's real recipes into a fresh, empty cache,
 never starting from a shipped checkpoint (``MINIT2I_NO_SHIPPED=1``), so each is trained from what
 was trained before it in this run; then checks each file (recipe and sha256, loaded with
@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 from .. import zoo
+from ..budget import SHIPPED, SHIPPED_PRESET
 from ..config import PRESETS, preset_name
 from ..presets import recipe
-from .budget import SHIPPED, SHIPPED_PRESET
 
 MAX_MB = 60.0      # what the repository should carry in all
 

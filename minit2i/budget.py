@@ -1,6 +1,6 @@
 """What each chapter costs from an empty cache, counted, and the time budgets it must meet.
 
-    python -m minit2i.tools.budget [--preset P ...] [--chapter N] [--markdown] [--calibrate]
+    python -m minit2i.budget [--preset P ...] [--chapter N] [--markdown] [--calibrate]
 
 From an empty cache a chapter runs: the models it introduces (trained, so the reader sees
 training), the models it needs that the package does not ship for this recipe (trained too,
@@ -9,13 +9,14 @@ searches of its cells), and the rest of its cells. Shipped models are loaded (``
 Each piece is counted:
 
 - **FLOPs** of one real training step, counted by ``torch.utils.flop_counter.FlopCounterMode``
-  at a batch of two (the package's own step functions where it has them: the GAN's; the VQGAN's
-  with its discriminator and the adaptive weight's two extra gradients, per phase; the CLIP's;
-  elsewhere the trainer's forward and backward), scaled by batch size x steps; the DALL-E's
-  evaluations (losses, judged drawings) and its tokenising of the data; the searches' decodes
-  and cutouts. Not counted: element-wise work (norms, activations, the optimiser's update),
-  which the calibrated rates absorb; a trainer's final evaluation (one pass over at most 1,024
-  validation images); the VQ cures' occasional encoder pass.
+  at a batch of two through the package's own step functions (the GAN's; the VQ-VAE's; the
+  VQGAN's, phase by phase, with its discriminator and the adaptive weight's two extra
+  gradients; the CLIP's; the DALL-E's) or, for chapter 2's models, stand-ins of the notebook's
+  classes, scaled by batch size x steps; the DALL-E's evaluations (losses, judged drawings) and
+  its tokenising of the data; the searches' decodes and cutouts. Not counted: element-wise
+  work (norms, activations, the optimiser's update), which the calibrated rates absorb; a
+  trainer's final evaluation (one pass over at most 1,024 validation images); the VQ cures'
+  occasional encoder pass.
 - **Host seconds**: rendering scenes and judging images, on the CPU, at measured rates, whatever
   the accelerator; and the cutouts' random numbers (on the CPU, or the GPU when there is one).
 - **Steps**: a GPU spends a fixed time per step (kernel launches, Python), whatever its size.
@@ -47,9 +48,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..config import PRESETS, amp_dtype, get_device, preset_name, seeded
-from ..presets import recipe
-from ..zoo import depends_on, recipe_record
+from .config import PRESETS, amp_dtype, get_device, preset_name, seeded
+from .presets import recipe
+from .zoo import depends_on, recipe_record
 
 # ---------------------------------------------------------------------------------------------
 # Machines and budgets: every assumed rate, in one place
@@ -87,7 +88,7 @@ def _gpu(label: str, conv: float, matmul: float, fp32: float, step_s: float,
 
 MACHINES = {
     # Two CPU cores, float32: each kind's rate is fitted to the committed cpu-preset runs of
-    # that kind (CALIBRATION below; `python -m minit2i.tools.budget --calibrate` refits them
+    # that kind (CALIBRATION below; `python -m minit2i.budget --calibrate` refits them
     # from the repository's notebooks and benchmark files, and tests/test_budget.py checks
     # these figures against it). The spread is real: convolutions at 64x64 run through oneDNN
     # at 150 GFLOP/s, the DALL-E's 128-wide matrices nearly as fast, but the CLIP's narrow
@@ -95,7 +96,7 @@ MACHINES = {
     # work and small operations that the FLOP count does not see. Those runs shared the machine
     # with other jobs: chapter 4's four equal temperature runs took 14 to 26 s, and chapter 2's
     # bars ended at 2.4 times their average time per step. A quiet laptop is likely faster.
-    "laptop": Machine("laptop, 2 CPU cores (fp32)",
+    "laptop": Machine("a laptop (2 CPU cores, fp32)",
                       {"conv": 156e9, "gan": 53e9, "clip": 12e9, "transformer": 158e9,
                        "small_transformer": 4.4e9, "search": 32e9, "sampling": 65e9},
                       fp32_rate=None, step_s=0.0, token_s=0.0, noise_per_s=150e6),
@@ -105,13 +106,13 @@ MACHINES = {
     # (the VQGAN+CLIP search runs without autocast), 8 ms per step and 3 ms per drawn token
     # for launches and the Python loop on Colab's two slow vCPUs. NOT MEASURED:
     # benchmarks/gpu_check.py measures them on a GPU.
-    "t4": _gpu("Colab T4 (fp16 AMP)", conv=6e12, matmul=10e12, fp32=3e12, step_s=0.008,
+    "t4": _gpu("a Colab T4 (fp16 autocast)", conv=6e12, matmul=10e12, fp32=3e12, step_s=0.008,
                token_s=0.003),
     # An H100: 989 TFLOP/s bf16 dense peak, 67 fp32 (convolutions in TF32 by default).
     # Assumed: 50 TFLOP/s on convolutions and 80 on matrix products under bf16 autocast (these
     # models are far too small to fill it), 25 in fp32, 4 ms per step, 1.5 ms per drawn token.
     # NOT MEASURED: benchmarks/gpu_check.py measures them.
-    "h100": _gpu("H100 (bf16 AMP)", conv=50e12, matmul=80e12, fp32=25e12, step_s=0.004,
+    "h100": _gpu("an H100 (bf16 autocast)", conv=50e12, matmul=80e12, fp32=25e12, step_s=0.004,
                  token_s=0.0015),
 }
 
@@ -175,15 +176,21 @@ REST_S = {1: 193, 2: 39, 3: 14, 4: 10, 5: 32, 6: 37, 7: 10, 8: 10}
 REST_FLOOR_S = 10        # a chapter whose count covers its whole measured time still has cells
 
 
-def is_shipped(name: str, preset: str) -> bool:
-    """Whether the package ships ``name`` for this preset's recipe (the shipped record)."""
+def is_shipped(name: str, preset: str, installed: bool = False) -> bool:
+    """Whether the package ships ``name`` for this preset's recipe: by the plan (SHIPPED, with
+    the recipe of SHIPPED_PRESET), or with ``installed`` whether such a file is here now."""
+    if installed:
+        from .zoo import shipped_path
+        return shipped_path(name, preset) is not None
     return name in SHIPPED and recipe_record(name, preset) == recipe_record(name, SHIPPED_PRESET)
 
 
-def chapter_plan(chapter: int, preset: str | None = None) -> dict[str, list[str]]:
+def chapter_plan(chapter: int, preset: str | None = None, installed: bool = False
+                 ) -> dict[str, list[str]]:
     """What a chapter does from an empty cache: the models it ``trains`` (its own, then those it
     needs that are not shipped, each after what it is trained from), those it ``loads`` from the
-    shipped checkpoints, and its ``experiments``."""
+    shipped checkpoints (by the plan; with ``installed``, those this installation holds), and
+    its ``experiments``."""
     preset = preset_name(preset)
     if chapter not in CHAPTER_NEEDS:
         raise ValueError(f"no chapter {chapter}; chapters: {', '.join(map(str, CHAPTERS))}")
@@ -194,7 +201,7 @@ def chapter_plan(chapter: int, preset: str | None = None) -> dict[str, list[str]
     def need(name: str, own: bool) -> None:
         if name in trains or (name in loads and not own):
             return
-        if not own and is_shipped(name, preset):
+        if not own and is_shipped(name, preset, installed):
             loads.append(name)
             return
         for dep in depends_on(name, preset):
@@ -278,7 +285,7 @@ def _images(n: int = TINY, size: int = 64) -> torch.Tensor:
 
 
 def _tokens(n: int = TINY, length: int | None = None) -> torch.Tensor:
-    from ..text import Tokenizer
+    from .text import Tokenizer
     return Tokenizer().encode_batch(["a large red circle to the left of a small blue square"] * n,
                                     length)
 
@@ -336,16 +343,11 @@ def _image_bytes(n: int, size: int = 64) -> int:
 # ---- the zoo's models ----------------------------------------------------------------------
 
 def _vqvae_step(model, train) -> Count:
-    """The forward and backward of ``minit2i.vq.train_vqvae``'s step."""
-    from ..vq import reconstruction_loss
+    """A step of ``minit2i.vq.make_vqvae_step`` (without the codebook restarts)."""
+    from .vq import make_vqvae_step
+    step = make_vqvae_step(model.train(), train.replace(restart_every=0), "cpu")
     x = _images(size=model.config.image_size)
-
-    def step():
-        out = model.train()(x)
-        rec = reconstruction_loss(out["recon"].float(), x, train.fg_weight, train.loss)
-        (rec + out["vq_loss"]).backward()
-
-    return count(step, exclude=model)
+    return count(lambda: step(x, 0), exclude=model)
 
 
 def _vqgan_run(name: str, model_config, train, batch: int, disc_channels: int | None = None
@@ -353,8 +355,8 @@ def _vqgan_run(name: str, model_config, train, batch: int, disc_channels: int | 
     """A VQGAN run, phase by phase (before the discriminator starts, while it trains alone, with
     its verdict reaching the generator), each phase's step counted through
     ``minit2i.vqgan.make_vqgan_step``."""
-    from ..vq import VQVAE
-    from ..vqgan import PatchDiscriminator, make_vqgan_step
+    from .vq import VQVAE
+    from .vqgan import PatchDiscriminator, make_vqgan_step
     channels = disc_channels or train.disc_channels
     model, disc = VQVAE(model_config), PatchDiscriminator(channels)
     step = make_vqgan_step(model, disc, train.replace(restart_every=0), torch.device("cpu"))
@@ -373,7 +375,7 @@ def _vqgan_run(name: str, model_config, train, batch: int, disc_channels: int | 
 
 
 def _clip_count(config, augment: bool) -> tuple[Count, nn.Module]:
-    from ..clip import CLIP, make_train_step
+    from .clip import CLIP, make_train_step
     model = CLIP(config)
     step = make_train_step(model.train(), lr=1e-3, steps=10, device="cpu", augment=augment)
     images = ((_images(size=config.image_size) + 1) * 127.5).to(torch.uint8)
@@ -384,13 +386,14 @@ def _clip_count(config, augment: bool) -> tuple[Count, nn.Module]:
 @functools.cache
 def _dalle_counts(preset: str) -> tuple[int, Count, Count, Count]:
     """The DALL-E's parameters, and per sample: a training step, a loss evaluation, a drawing."""
-    from ..dalle import MiniDALLE, sample_codes
+    from .dalle import MiniDALLE, make_dalle_step, sample_codes
     with seeded(0):
         config = recipe("dalle", preset).model
         model = MiniDALLE(config)
         text = _tokens(length=config.text_len)
         codes = torch.randint(config.num_codes, (TINY, config.grid, config.grid))
-        train = count(lambda: model.train().loss(text, codes)["loss"].backward(), exclude=model)
+        step = make_dalle_step(model, recipe("dalle", preset).train, "cpu")
+        train = count(lambda: step((text, codes), 0), exclude=model)
         with torch.no_grad():
             forward = count(lambda: model.eval().loss(text, codes))
             sample = count(lambda: sample_codes(model, text))
@@ -400,7 +403,7 @@ def _dalle_counts(preset: str) -> tuple[int, Count, Count, Count]:
 @functools.cache
 def _tokenizer_counts(name: str, preset: str) -> tuple[Count, Count]:
     """Per image: the tokenizer's encoding (of training data) and its decoding (drawing)."""
-    from ..vq import VQVAE
+    from .vq import VQVAE
     with seeded(0), torch.no_grad():
         model = VQVAE(recipe(name, preset).model).eval()
         enc = count(lambda: model.encode(_images()))
@@ -428,7 +431,7 @@ def model_work(name: str, preset: str) -> Work:
         r = recipe(name, preset)
         t = r.train
         if name == "shapes_gan":
-            from ..gan import ShapesGAN, make_train_step
+            from .gan import ShapesGAN, make_train_step
             model = ShapesGAN(r.model)
             step = make_train_step(model.train(), lr=t.lr, kind=t.kind, device="cpu")
             x = _images(size=r.model.image_size)
@@ -436,7 +439,7 @@ def model_work(name: str, preset: str) -> Work:
             return training(name, "gan", c, t.steps, t.batch_size, _n_params(model), t.n_images,
                             _image_bytes(t.n_images, r.model.image_size))
         if name == "vqvae":
-            from ..vq import VQVAE
+            from .vq import VQVAE
             model = VQVAE(r.model)
             return training(name, "conv", _vqvae_step(model, t), t.steps, t.batch_size,
                             _n_params(model), t.n_train, _image_bytes(t.n_train))
@@ -471,7 +474,7 @@ class PatchClassifier(nn.Module):
 
     def __init__(self, dim, depth, n_heads, patch, image_size=64, n_classes=(8, 5, 9)):
         super().__init__()
-        from ..transformer import Transformer
+        from .transformer import Transformer
         self.patch, self.n_classes = patch, n_classes
         self.embed = nn.Linear(3 * patch * patch, dim)
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
@@ -480,7 +483,7 @@ class PatchClassifier(nn.Module):
         self.head = nn.Linear(dim, sum(n_classes))
 
     def forward(self, images):
-        from ..transformer import patchify
+        from .transformer import patchify
         x = self.embed(patchify(images, self.patch))
         x = torch.cat([self.cls.expand(len(x), -1, -1), x], 1) + self.pos
         return self.head(self.encoder(x)[:, 0]).split(self.n_classes, dim=-1)
@@ -491,7 +494,7 @@ class CaptionLM(nn.Module):
 
     def __init__(self, vocab_size, dim, depth, n_heads, length=24):
         super().__init__()
-        from ..transformer import Transformer
+        from .transformer import Transformer
         self.tok = nn.Embedding(vocab_size, dim)
         self.pos = nn.Parameter(0.02 * torch.randn(1, length, dim))
         self.body = Transformer(dim, depth, n_heads)
@@ -507,9 +510,9 @@ def search_counts(preset: str) -> tuple[Count, Count]:
     """Per image and step of ``minit2i.vqgan_clip.optimise``: the decode (forward, and backward
     to the latent) and one cutout (through CLIP's image encoder and back to the image), from
     runs of one and two steps with one and two cutouts."""
-    from ..clip import CLIP
-    from ..vq import VQVAE
-    from ..vqgan_clip import optimise, random_latent
+    from .clip import CLIP
+    from .vq import VQVAE
+    from .vqgan_clip import optimise, random_latent
     with seeded(0):
         vq = VQVAE(recipe("vqgan", preset).model).eval()
         clip = CLIP(recipe("clip", preset).model).eval()
@@ -539,7 +542,7 @@ def search_bytes_per_view(preset: str | None = None) -> float:
 def search(name: str, preset: str, images: int, augment: bool = True) -> Work:
     """VQGAN+CLIP searches for ``images`` prompts with the preset's settings, in chunks of at
     most ``vqgan_clip.MAX_VIEWS`` views a step (each chunk a step of its own on a GPU)."""
-    from ..vqgan_clip import chunk_size
+    from .vqgan_clip import chunk_size
     s = recipe("vqgan_clip", preset).train
     decode, view = search_counts(preset)
     n = s.n_cutouts if augment and s.augment else 1
@@ -565,10 +568,11 @@ def _experiment(name: str, preset: str) -> Work:
         labels, x = torch.zeros(TINY, dtype=torch.long), _images()
         c = count(lambda: sum(F.cross_entropy(lg, labels) for lg in model(x)).backward(),
                   exclude=model)
-        return training(name, "small_transformer", c, r.train.steps, r.train.batch_size,
-                        _n_params(model), r.train.n_train + r.train.n_val)
+        w = training(name, "small_transformer", c, r.train.steps, r.train.batch_size,
+                     _n_params(model), r.train.n_train + r.train.n_val)
+        return dataclasses.replace(w, amp=False)          # the notebook trains it in fp32
     if name == "caption_lm":
-        from ..text import Tokenizer
+        from .text import Tokenizer
         r = recipe(name, preset)
         model = CaptionLM(Tokenizer().vocab_size, r.model.dim, r.model.depth, r.model.n_heads)
         tokens = _tokens()
@@ -579,17 +583,17 @@ def _experiment(name: str, preset: str) -> Work:
 
         w = training(name, "small_transformer", count(step, exclude=model), r.train.steps,
                      r.train.batch_size, _n_params(model), runs=2)     # causal, and peeking
-        return dataclasses.replace(w, host_s=(r.train.n_train + 512) / RENDER_PER_S)
+        return dataclasses.replace(w, host_s=(r.train.n_train + 512) / RENDER_PER_S, amp=False)
     if name == "vq_lr_trap":
-        from ..vq import VQVAE, VQVAEConfig
+        from .vq import VQVAE, VQVAEConfig
         t, k = recipe(name, preset).train, NOTEBOOK_CONSTANTS["ch3_trap"]
         model = VQVAE(VQVAEConfig(channels=k["channels"], num_codes=512, ema=False))
         c = _vqvae_step(model, recipe("vqvae", preset).train.replace(fg_weight=0.0))
         w = training(name, "conv", c, t.steps, k["batch_size"], _n_params(model),
                      data_bytes=_image_bytes(t.n_train), runs=len(t.lrs))
-        return dataclasses.replace(w, host_s=t.n_train / RENDER_PER_S)
+        return dataclasses.replace(w, host_s=t.n_train / RENDER_PER_S, amp=False)   # fp32 cell
     if name == "vq_fg_weight":
-        from ..vq import VQVAE
+        from .vq import VQVAE
         t, base = recipe(name, preset).train, recipe("vqvae", preset)
         model = VQVAE(base.model)
         w = training(name, "conv", _vqvae_step(model, base.train), t.steps,
@@ -605,7 +609,7 @@ def _experiment(name: str, preset: str) -> Work:
     if name == "vqgan_control":
         return dataclasses.replace(model_work("vqgan", preset), name=name)   # no adversary
     if name == "vqgan_failure":
-        from ..vq import VQVAEConfig
+        from .vq import VQVAEConfig
         fail, k = recipe(name, preset).train, NOTEBOOK_CONSTANTS["ch5_failure"]
         cfg = VQVAEConfig(channels=k["channels"], num_codes=512)
         good = _vqgan_run(name, cfg, fail.good, k["batch_size"], k["channels"])
@@ -635,21 +639,23 @@ def _experiment(name: str, preset: str) -> Work:
 # Chapters: works, minutes, the table
 # ---------------------------------------------------------------------------------------------
 
-def chapter_works(chapter: int, preset: str | None = None) -> list[Work]:
+def chapter_works(chapter: int, preset: str | None = None, installed: bool = False
+                  ) -> list[Work]:
     """The counted work of a chapter run from an empty cache (see ``chapter_plan``)."""
     preset = preset_name(preset)
-    plan = chapter_plan(chapter, preset)
+    plan = chapter_plan(chapter, preset, installed)
     return ([model_work(name, preset) for name in plan["trains"]]
             + [experiment_work(name, preset) for name in plan["experiments"]])
 
 
-def chapter_seconds(chapter: int, preset: str | None = None, machine: str | None = None
-                    ) -> float:
+def chapter_seconds(chapter: int, preset: str | None = None, machine: str | None = None,
+                    installed: bool = False) -> float:
     """Expected seconds of a whole chapter from an empty cache on ``machine`` (default: the
     one the preset is written for)."""
     preset = preset_name(preset)
     machine = machine or BUDGETS.get(preset, ("laptop",))[0]
-    return REST_S[chapter] + sum(w.seconds(machine) for w in chapter_works(chapter, preset))
+    rest = REST_S[chapter] if preset != "smoke" else 0.0     # smoke: a check, not a reading
+    return rest + sum(w.seconds(machine) for w in chapter_works(chapter, preset, installed))
 
 
 def chapter_peak_bytes(chapter: int, preset: str | None = None) -> float:
@@ -730,20 +736,28 @@ def describe(chapter: int | None = None, preset: str | None = None) -> str:
     machine = "laptop"
     if device.type == "cuda":
         machine = "h100" if torch.cuda.get_device_capability(device)[0] >= 8 else "t4"
-    plan = chapter_plan(chapter, preset)
-    seconds = chapter_seconds(chapter, preset, machine)
-    what = f"trains {', '.join(plan['trains'])}" if plan["trains"] else "trains no zoo model"
+    plan = chapter_plan(chapter, preset, installed=True)      # what this installation holds
+    seconds = chapter_seconds(chapter, preset, machine, installed=True)
+    what = [f"trains {', '.join(plan['trains'])}" if plan["trains"] else "trains no model"]
     if plan["loads"]:
-        what += f", loads {', '.join(plan['loads'])} (shipped)"
-    return (f"{line}\nchapter {chapter} from an empty cache: about {seconds / 60:.0f} min on "
-            f"{MACHINES[machine].label} ({what})")
+        what.append(f"loads {', '.join(plan['loads'])} (shipped)")
+    return (f"{line}\nchapter {chapter} from an empty cache: {_duration(seconds)} on "
+            f"{MACHINES[machine].label}; it {' and '.join(what)}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return "under a minute"
+    if seconds < 100 * 60:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.0f} h"
 
 
 def start_chapter(chapter: int, preset: str | None = None) -> str:
     """What a chapter's first cell calls: declares the models the chapter introduces (trained
     here, so the reader sees training, not loaded from the shipped checkpoints; see
     ``minit2i.zoo.introduce``) and returns ``describe(chapter)``."""
-    from .. import zoo
+    from . import zoo
 
     zoo.introduce(*CHAPTER_NEEDS[chapter].trains)
     return describe(chapter, preset)
@@ -754,7 +768,7 @@ def start_chapter(chapter: int, preset: str | None = None) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def _repo() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 # (kind, what was measured, file, how to read its seconds). A notebook pattern's matches are
@@ -866,7 +880,7 @@ def calibrate(root: Path | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m minit2i.tools.budget",
+        prog="python -m minit2i.budget",
         description="Each chapter's counted cost from an empty cache, against its budget.")
     parser.add_argument("--preset", action="append", choices=PRESETS,
                         help="preset(s) to show (default: cpu and full)")
