@@ -700,26 +700,85 @@ def _minutes(value: float | None) -> str:
     return f"{value:.1f}" if value < 100 else f"{value / 60:.0f} h"
 
 
-def markdown(presets=("cpu", "full"), root: Path | None = None) -> list[str]:
-    """The budget table as Markdown lines (the book's status page shows it)."""
+RECIPE_WORK = {"shapes_vit": "experiment", "caption_lm": "experiment", "vq_lr_trap": "experiment",
+               "vq_fg_weight": "experiment", "clip_temperature": "experiment",
+               "vqgan_failure": "experiment"}
+
+
+def recipe_work(name: str, preset: str) -> Work:
+    """The counted work of one recipe: a zoo model's training, an experiment's runs, or (for
+    ``vqgan_clip``) the search for one image."""
+    if name == "vqgan_clip":
+        return search(name, preset, 1)
+    if RECIPE_WORK.get(name) == "experiment":
+        return experiment_work(name, preset)
+    return model_work(name, preset)
+
+
+def gpu_measurement(root: Path | None = None) -> dict | None:
+    """benchmarks/results/gpu_check.json when it comes from a GPU run, else None."""
+    path = (root or _repo()) / "benchmarks" / "results" / "gpu_check.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return data if data.get("gpu") else None
+
+
+def markdown(presets=("cpu", "full"), root: Path | None = None, link=None) -> list[str]:
+    """The status page's tables: minutes per chapter and preset, what each chapter trains and
+    loads, and each recipe's cost and peak memory. ``link(chapter)`` names a chapter."""
+    from .presets import RECIPES
+    from .zoo import WHERE, spec
+    link = link or str
+    gpu = gpu_measurement(root)
     lines = []
     for preset in presets:
         machine, limit = BUDGETS.get(preset, (None, None))
-        head = (f"**`{preset}` preset** — budget {limit:g} min a chapter on "
-                f"{MACHINES[machine].label}" if machine else f"**`{preset}` preset**")
-        lines += [head, "", "| ch. | TFLOP | peak GiB | laptop | T4 | H100 | measured | "
-                  "trains | loads (shipped) |", "|---|---|---|---|---|---|---|---|---|"]
+        measured_gpu = gpu if gpu and gpu.get("preset") == preset else None
+        lines += [f"**`{preset}` preset**" + (f": at most {limit:g} min a chapter on "
+                                              f"{MACHINES[machine].label}" if machine else ""), ""]
+        head = "| chapter | TFLOP | laptop | T4 | H100 | measured |"
+        if measured_gpu:
+            head += f" measured on {measured_gpu['device']} |"
+        lines += [head, "|" + "---|" * (head.count("|") - 1)]
         for row in budget_rows((preset,), root):
-            over = row["budget"] is not None and row[machine] > row["budget"]
-            expected = {m: _minutes(row[m]) for m in MACHINES}
+            cells = {m: _minutes(row[m]) for m in MACHINES}
             if machine:
-                expected[machine] = f"**{expected[machine]}**" + (" (over)" if over else "")
-            lines.append(f"| {row['chapter']} | {row['tflop']:.3g} | {row['peak_gib']:.2g} | "
-                         f"{expected['laptop']} | {expected['t4']} | {expected['h100']} | "
-                         f"{_minutes(row['measured'])} | {', '.join(row['trains']) or '—'} | "
-                         f"{', '.join(row['loads']) or '—'} |")
+                over = row[machine] > limit
+                cells[machine] = f"**{cells[machine]}**" + (" (over)" if over else "")
+            line = (f"| {link(row['chapter'])} | {row['tflop']:,.0f} | {cells['laptop']} | "
+                    f"{cells['t4']} | {cells['h100']} | {_minutes(row['measured'])} |")
+            if measured_gpu:
+                here = measured_gpu["chapters"][str(row["chapter"])]["minutes_here"]
+                line += f" {_minutes(here)} |"
+            lines.append(line)
         lines.append("")
-    return lines
+    lines += ["**What each chapter trains and loads**, from an empty cache", "",
+              "| chapter | " + " | ".join(f"`{p}`: trains | `{p}`: loads (shipped)"
+                                          for p in presets) + " |",
+              "|---|" + "---|---|" * len(presets)]
+    for chapter in CHAPTERS:
+        cells = []
+        for preset in presets:
+            plan = chapter_plan(chapter, preset)
+            cells += [", ".join(plan["trains"]) or "—", ", ".join(plan["loads"]) or "—"]
+        lines.append(f"| {link(chapter)} | " + " | ".join(cells) + " |")
+    lines += ["", "**Each recipe**: parameters, counted cost, estimated peak memory and minutes "
+              "on the machine each preset is written for (" + " / ".join(
+                  f"`{p}`" for p in presets) + ")", "",
+              "| recipe | parameters | TFLOP | peak GiB | minutes |", "|---|---|---|---|---|"]
+    for name in RECIPES:
+        works = [recipe_work(name, p) for p in presets]
+        params = "—"
+        if name in WHERE:
+            params = " / ".join(f"{_n_params(spec(name).build(recipe(name, p).model)):,}"
+                                for p in presets)
+        minutes = " / ".join(_minutes(w.seconds(BUDGETS.get(p, ("laptop",))[0]) / 60)
+                             for p, w in zip(presets, works))
+        lines.append(f"| `{name}`{' (one image)' if name == 'vqgan_clip' else ''} | {params} | "
+                     + " / ".join(f"{w.flops / 1e12:,.1f}" for w in works) + " | "
+                     + " / ".join(f"{w.peak_bytes / GIB:.2f}" for w in works) + f" | {minutes} |")
+    return lines + [""]
 
 
 def describe(chapter: int | None = None, preset: str | None = None) -> str:

@@ -245,9 +245,11 @@ def test_the_laptop_rates_and_other_cells_follow_the_committed_runs():
 def test_the_status_table_and_the_first_cells_line():
     lines = budget.markdown(("cpu", "full"))
     rows = [line for line in lines if re.match(r"\| \d \|", line)]
-    assert len(rows) == 2 * len(budget.CHAPTERS)
-    assert any("(over)" in line for line in rows)            # chapter 2, cpu
-    assert "vqgan, clip, clip_b" in rows[6]                    # chapter 7 loads them (cpu)
+    assert len(rows) == 3 * len(budget.CHAPTERS)               # cpu, full, trains and loads
+    for chapter, row in zip(budget.CHAPTERS, rows):             # the cpu rows flag overruns
+        over = budget.chapter_seconds(chapter, "cpu") / 60 > budget.BUDGETS["cpu"][1]
+        assert ("(over)" in row) == over, row
+    assert rows[16 + 6] == ("| 7 | — | vqgan, clip, clip_b | vqvae, vqgan, clip, clip_b | — |")
     assert "chapter" not in budget.describe(preset="smoke")
 
 
@@ -267,3 +269,16 @@ def test_the_first_cells_line_says_what_this_installation_will_do(tmp_path, monk
         assert zoo._INTRODUCED == {"vqvae"}
     finally:
         zoo.introduce()
+
+
+def test_the_status_page_shows_the_budget_tables():
+    import sys
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import minit2i_book
+    lines = minit2i_book.budget_markdown(ROOT, docs={"notebooks/07_vqgan_clip"})
+    text = "\n".join(lines)
+    assert "{doc}`7 </notebooks/07_vqgan_clip>`" in text and "| 6 |" in text
+    assert "**`full` preset**: at most 10 min a chapter on a Colab T4" in text
+    assert "| `vqgan_clip` (one image) |" in text and "peak GiB" in text
+    assert "not measured" in text or budget.gpu_measurement(ROOT) is not None
+    assert "Shipped checkpoints in this checkout:" in text

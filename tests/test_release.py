@@ -64,3 +64,9 @@ def test_every_chapter_installs_the_release_from_the_books_repository():
     installs = {m for p in (ROOT / "notebooks").glob("*.ipynb")
                 for m in re.findall(r"pip install[^\"\\\\]*", p.read_text())}
     assert installs == {f"pip install -q git+{url}@{release_ref()}"}
+
+
+def test_the_pages_that_name_the_release_name_this_one():
+    for page in ("README.md", "book/how_to_run.md"):
+        tags = set(re.findall(r"`(v\d+\.\d+\.\d+)`", (ROOT / page).read_text()))
+        assert tags == {release_ref()}, (page, tags)
