@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import re
@@ -850,6 +851,19 @@ CALIBRATION = (
 )
 
 
+def recipes_fingerprint(preset: str = "cpu") -> str:
+    """A short hash of every recipe of ``preset``: what the calibration was measured with."""
+    from .presets import RECIPES
+    blob = json.dumps({name: recipe_record(name, preset) for name in RECIPES}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# The cpu recipes the committed runs above were made with (recipes_fingerprint("cpu")): once the
+# recipes change, the runs must be made again before the calibration can be checked against them.
+CALIBRATED_WITH = "766c0852475b"
+
+
 def _outputs_text(path: Path) -> str:
     nb = json.loads(path.read_text())
     texts = []
@@ -956,6 +970,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['seconds']:7.1f} s -> {r['gflop_per_s']:6.1f} GFLOP/s  ({r['source']})")
         print("rates (GFLOP/s):", {k: round(v / 1e9, 1) for k, v in result["rates"].items() if v})
         print("REST_S:", {c: round(v["rest_s"]) for c, v in result["rest"].items()})
+        print("CALIBRATED_WITH:", repr(recipes_fingerprint("cpu")))
         return 0
     if args.chapter is not None:
         for preset in presets:
