@@ -167,12 +167,12 @@ class CLIP(nn.Module):
         return self.encode_image(images), self.encode_text(tokens)
 
 
-def crop_draws(shape: tuple[int, ...], generator: torch.Generator | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def crop_draws(shape: tuple[int, ...], generator: torch.Generator | None = None,
+               device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The random numbers of ``random_crops`` for views of ``shape`` (B, 3, H, W), in the order
     it draws them: u (4, B) uniform (scale, shift x, shift y, noise strength), eps (B, 3, H, W)
-    Gaussian; on the generator's device (the CPU without one)."""
-    device = generator.device if generator is not None else None
+    Gaussian; on the generator's device, else on ``device`` (default the CPU)."""
+    device = generator.device if generator is not None else device
     return (torch.rand(4, shape[0], generator=generator, device=device),
             torch.randn(shape, generator=generator, device=device))
 
@@ -192,7 +192,8 @@ def random_crops(images: torch.Tensor, min_scale: float = 0.8, noise: float = 0.
     if not 0 < min_scale <= 1:
         raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
     B, dev, dtype = images.shape[0], images.device, images.dtype
-    u, eps = draws if draws is not None else crop_draws(images.shape, generator)
+    # without a generator, drawn where the images are (a GPU need not wait for the CPU's)
+    u, eps = draws if draws is not None else crop_draws(images.shape, generator, dev)
     if u.shape != (4, B) or eps.shape != images.shape:
         raise ValueError(f"draws for {B} views of {tuple(images.shape[1:])} should be (4, {B}) "
                          f"and {tuple(images.shape)}, got {tuple(u.shape)} and "
