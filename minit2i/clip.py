@@ -190,20 +190,38 @@ class CLIP(nn.Module):
         return self.encode_image(images), self.encode_text(tokens)
 
 
+def crop_draws(shape: tuple[int, ...], generator: torch.Generator | None = None,
+               device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The random numbers of ``random_crops`` for views of ``shape`` (B, 3, H, W), in the order
+    it draws them: u (4, B) uniform (scale, shift x, shift y, noise strength), eps (B, 3, H, W)
+    Gaussian; on the generator's device, else on ``device`` (default the CPU)."""
+    device = generator.device if generator is not None else device
+    return (torch.rand(4, shape[0], generator=generator, device=device),
+            torch.randn(shape, generator=generator, device=device))
+
+
 def random_crops(images: torch.Tensor, min_scale: float = 0.8, noise: float = 0.1,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None,
+                 draws: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """One random view per image (B, 3, H, W): a square crop covering ``min_scale``..1 of the
     side, resized back (differentiably), plus Gaussian noise of random strength <= ``noise``.
 
     No flips, and large crops: Shapes captions name positions. CLIP trains on such views (as
     the original trained on random crops), and chapter 7's cutouts are the same views.
+    ``draws`` (from ``crop_draws``) gives the random numbers instead of ``generator``.
     """
     if images.ndim != 4:
         raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
     if not 0 < min_scale <= 1:
         raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
     B, dev, dtype = images.shape[0], images.device, images.dtype
-    u = torch.rand(4, B, generator=generator).to(dev, dtype)         # scale, dx, dy, noise
+    # without a generator, drawn where the images are (a GPU need not wait for the CPU's)
+    u, eps = draws if draws is not None else crop_draws(images.shape, generator, dev)
+    if u.shape != (4, B) or eps.shape != images.shape:
+        raise ValueError(f"draws for {B} views of {tuple(images.shape[1:])} should be (4, {B}) "
+                         f"and {tuple(images.shape)}, got {tuple(u.shape)} and "
+                         f"{tuple(eps.shape)}")
+    u, eps = u.to(dev, dtype), eps.to(dev, dtype)
     scale = min_scale + (1 - min_scale) * u[0]                        # crop side / image side
     shift = (1 - scale) * (2 * u[1:3] - 1)                            # keeps the crop inside
     theta = torch.zeros(B, 2, 3, device=dev, dtype=dtype)
@@ -211,7 +229,6 @@ def random_crops(images: torch.Tensor, min_scale: float = 0.8, noise: float = 0.
     theta[:, 0, 2], theta[:, 1, 2] = shift[0], shift[1]
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     views = F.grid_sample(images, grid, mode="bilinear", align_corners=False)
-    eps = torch.randn(views.shape, generator=generator).to(dev, dtype)
     return views + noise * u[3].view(-1, 1, 1, 1) * eps
 
 

@@ -320,6 +320,30 @@ class DALLETrain:
                              f"({self.log_every}): evaluations happen at the end of a window")
 
 
+def make_dalle_step(model: MiniDALLE, train: DALLETrain, device):
+    """One training step of the mini DALL-E, ``step((text, codes), i) -> dict`` for
+    ``minit2i.train.fit``: a fraction ``caption_dropout`` of the captions replaced by the empty
+    one (for guidance), the weighted loss, one AdamW step (warmup, cosine decay, clipping)."""
+    warmup = train.steps // 20 if train.warmup is None else train.warmup
+    update = OptimizerStep(param_groups(model, train.weight_decay), train.lr, device=device,
+                           betas=(0.9, 0.95), steps=train.steps, warmup=warmup, clip=1.0)
+    g = torch.Generator(device="cpu").manual_seed(train.seed)
+    empty = model.empty_text(1, device)
+
+    def step(batch, i):
+        text, codes = batch
+        if train.caption_dropout:
+            drop = (torch.rand(len(text), generator=g) < train.caption_dropout).to(device)
+            text = torch.where(drop[:, None], empty, text)
+        model.train()
+        with autocast(device):
+            out = model.loss(text, codes)
+        update.update(out["loss"])
+        return {k: v.detach() for k, v in out.items()}
+
+    return step
+
+
 def train_dalle(model: MiniDALLE, train: DALLETrain, device, preset: str | None = None) -> dict:
     """Train on tokenised Shapes scenes; keep the weights with the best held-out-pair loss.
 
@@ -344,23 +368,7 @@ def train_dalle(model: MiniDALLE, train: DALLETrain, device, preset: str | None 
     # seed 1: held-out-pair scenes for choosing the weights; the chapter measures on seed 0
     heldout = shapes_tokens(vq, "heldout", train.n_val, 1, device, c.text_len)
     steps = train.steps
-    warmup = steps // 20 if train.warmup is None else train.warmup
-    update = OptimizerStep(param_groups(model, train.weight_decay), train.lr, device=device,
-                           betas=(0.9, 0.95), steps=steps, warmup=warmup, clip=1.0)
-    g = torch.Generator(device="cpu").manual_seed(train.seed)
-    empty = model.empty_text(1, device)
-
-    def step(batch, i):
-        text, codes = batch
-        if train.caption_dropout:
-            drop = (torch.rand(len(text), generator=g) < train.caption_dropout).to(device)
-            text = torch.where(drop[:, None], empty, text)
-        model.train()
-        with autocast(device):
-            out = model.loss(text, codes)
-        update.update(out["loss"])
-        return {k: v.detach() for k, v in out.items()}
-
+    step = make_dalle_step(model, train, device)
     curve = {"curve_step": [], "curve_train": [], "curve_val": [], "curve_heldout": []}
     judge_prompts = {f"curve_{split}_acc": single_object_prompts(split, train.n_judge)
                      for split in ("val", "heldout")} if train.n_judge else {}

@@ -104,9 +104,9 @@ def _clip(seed: int) -> dict[str, Recipe]:
                       CLIPTrain(steps=800, batch_size=128, n_train=20000, lr=1e-3, warmup=50,
                                 augment=False, seed=seed)),
         "full": Recipe(CLIPConfig(embed_dim=128, text_dim=128, text_depth=4, text_heads=4,
-                                  image_width=64),
-                       CLIPTrain(steps=5000, batch_size=512, n_train=200000, lr=1e-3,
-                                 warmup=200, augment=True, seed=seed)),
+                                  image_width=32),
+                       CLIPTrain(steps=2000, batch_size=256, n_train=60000, lr=1e-3,
+                                 warmup=100, augment=True, seed=seed)),
     }
 
 
@@ -150,9 +150,9 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "cpu": Recipe(VQVAEConfig(channels=16, num_codes=512),
                       VQVAETrain(steps=2400, batch_size=32, n_train=8000, lr=1e-3, warmup=50,
                                  restart_every=100, fg_weight=9.0)),
-        "full": Recipe(VQVAEConfig(channels=64, num_codes=512),
-                       VQVAETrain(steps=6000, batch_size=256, n_train=50000, lr=1e-3,
-                                  warmup=200, restart_every=250, fg_weight=9.0)),
+        "full": Recipe(VQVAEConfig(channels=32, num_codes=512),
+                       VQVAETrain(steps=3500, batch_size=64, n_train=30000, lr=1e-3,
+                                  warmup=100, restart_every=100, fg_weight=9.0)),
     },
     # Chapter 3's trap: a plain VQ-VAE trained briefly at a sane and at a too-high learning rate.
     "vq_lr_trap": {
@@ -164,7 +164,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     "vq_fg_weight": {
         "smoke": Recipe(None, WeightingRun(steps=3, n_train=64, n_judge=16)),
         "cpu": Recipe(None, WeightingRun(steps=600, n_train=8000, n_judge=256)),
-        "full": Recipe(None, WeightingRun(steps=1500, n_train=50000, n_judge=512)),
+        "full": Recipe(None, WeightingRun(steps=1500, n_train=30000, n_judge=512)),
     },
     # --- chapter 4: clip.py --------------------------------------------------------------
     # "clip_b" is the same recipe with another seed (other first weights, other scenes): the
@@ -197,10 +197,10 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                       VQGANTrain(init_from="vqvae", steps=800, batch_size=32, n_train=8000,
                                  lr=2e-4, warmup=20, disc_warmup=200, disc_channels=16,
                                  fg_weight=9.0, restart_every=100)),
-        "full": Recipe(VQVAEConfig(channels=64, num_codes=512),
-                       VQGANTrain(init_from="vqvae", steps=2000, batch_size=128, n_train=50000,
-                                  lr=2e-4, warmup=100, disc_warmup=500, disc_channels=64,
-                                  fg_weight=9.0, restart_every=250)),
+        "full": Recipe(VQVAEConfig(channels=32, num_codes=512),
+                       VQGANTrain(init_from="vqvae", steps=1500, batch_size=64, n_train=30000,
+                                  lr=2e-4, warmup=50, disc_warmup=300, disc_channels=32,
+                                  fg_weight=9.0, restart_every=100)),
     },
     # Chapter 5's failure: the discriminator on from step 0 with a large constant weight ("bad")
     # against the delayed, adaptively weighted recipe ("good"), trained briefly.
@@ -219,10 +219,10 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                       DALLETrain(steps=3000, batch_size=64, n_train=20000, n_val=256, lr=1e-3,
                                  caption_dropout=0.1, eval_every=500, n_judge=32, patience=4),
                       Sampling()),
-        "full": Recipe(DALLEConfig(num_codes=512, grid=8, dim=256, depth=8, n_heads=8),
-                       DALLETrain(steps=8000, batch_size=256, n_train=100000, n_val=1024,
-                                  lr=6e-4, warmup=400, caption_dropout=0.1, eval_every=500,
-                                  n_judge=128, patience=6),
+        "full": Recipe(DALLEConfig(num_codes=512, grid=8, dim=256, depth=6, n_heads=8),
+                       DALLETrain(steps=4500, batch_size=128, n_train=60000, n_val=512,
+                                  lr=6e-4, warmup=250, caption_dropout=0.1, eval_every=500,
+                                  n_judge=64, patience=6),
                        Sampling()),
     },
     # --- chapter 7: vqgan_clip.py --------------------------------------------------------
@@ -230,7 +230,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     "vqgan_clip": {
         "smoke": Recipe(None, SearchSettings(steps=8, lr=0.1, n_cutouts=4)),
         "cpu": Recipe(None, SearchSettings(steps=150, lr=0.1, n_cutouts=16)),
-        "full": Recipe(None, SearchSettings(steps=300, lr=0.1, n_cutouts=32)),
+        "full": Recipe(None, SearchSettings(steps=200, lr=0.1, n_cutouts=16)),
     },
 }
 

@@ -330,19 +330,15 @@ def shapes_image_batches(train, image_size: int, device) -> object:
                         transform=to_float_image)
 
 
-def train_vqvae(model: VQVAE, train: VQVAETrain, device: torch.device, preset: str | None = None,
-                progress: bool = True) -> dict:
-    """Train on rendered Shapes images: MSE (or L1) reconstruction, optionally weighted towards
-    objects (``fg_weight``; see ``reconstruction_loss``), + VQ loss, AdamW with warmup and
-    cosine decay, k-means initialisation, and dead codes restarted every ``restart_every``
-    steps."""
-    batches = shapes_image_batches(train, model.config.image_size, device)
+def make_vqvae_step(model: VQVAE, train: VQVAETrain, device):
+    """One training step of the VQ-VAE, ``step(x, i) -> dict`` for ``minit2i.train.fit``:
+    reconstruction (weighted towards objects, ``fg_weight``) + VQ loss, one AdamW step with
+    warmup and cosine decay, then the codebook's upkeep (``step.upkeep``, whose ``start`` is the
+    k-means initialisation)."""
     update = OptimizerStep([p for p in model.parameters() if p.requires_grad], train.lr,
                            device=device, betas=(0.9, 0.99), steps=train.steps,
                            warmup=train.warmup, clip=None)
     upkeep = CodebookUpkeep(model, train.restart_every, train.steps)
-    model.train()
-    upkeep.start(next(batches))
 
     def step(x, i):                                  # x: (B, 3, H, W) in [-1, 1]
         with autocast(device):
@@ -354,6 +350,18 @@ def train_vqvae(model: VQVAE, train: VQVAETrain, device: torch.device, preset: s
         return {"recon": rec.detach(), "vq": out["vq_loss"].detach(),
                 "perplexity": out["perplexity"]}
 
+    step.upkeep = upkeep
+    return step
+
+
+def train_vqvae(model: VQVAE, train: VQVAETrain, device: torch.device, preset: str | None = None,
+                progress: bool = True) -> dict:
+    """Train on rendered Shapes images with ``make_vqvae_step``: k-means initialisation, then
+    ``train.steps`` steps, dead codes restarted every ``restart_every`` steps."""
+    batches = shapes_image_batches(train, model.config.image_size, device)
+    step = make_vqvae_step(model, train, device)
+    model.train()
+    step.upkeep.start(next(batches))
     history = fit(step, batches, train.steps, log_every=train.log_every, desc="VQ-VAE",
                   progress=progress)
     return evaluate_vqvae(model, device) | {"seconds": history.seconds,

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .clip import random_crops
+from .clip import crop_draws, random_crops
 from .config import settings
 from .shapes import check_prompts, to_uint8_image
 from .text import Tokenizer
@@ -38,20 +38,22 @@ def spherical_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def cutouts(images: torch.Tensor, n: int, min_scale: float = 0.8, noise: float = 0.1,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+            generator: torch.Generator | None = None,
+            draws: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """n random views of each image (B, 3, H, W) -> (B * n, 3, H, W), image b's views together.
 
     Each view is ``clip.random_crops``: a square crop covering ``min_scale``..1 of the side, at
     a random place inside the image, resized back to H x W (differentiably), plus Gaussian
     noise of random strength up to ``noise``; the same views the CLIP trained on. No flips:
     "left of" must stay left. The crops are large because Shapes captions name positions that
-    a small crop would move.
+    a small crop would move. ``draws`` (``clip.crop_draws`` for all B n views) gives the random
+    numbers instead of ``generator``.
     """
     if images.ndim != 4:
         raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
     if n < 1:
         raise ValueError(f"need n >= 1 cutouts, got {n}")
-    return random_crops(images.repeat_interleave(n, dim=0), min_scale, noise, generator)
+    return random_crops(images.repeat_interleave(n, dim=0), min_scale, noise, generator, draws)
 
 
 def codebook(vq: nn.Module) -> torch.Tensor:
@@ -78,17 +80,33 @@ def random_latent(vq: nn.Module, batch: int, generator: torch.Generator | None =
     return cb[idx.to(cb.device)].permute(0, 3, 1, 2).contiguous()
 
 
+# Views (images x cutouts) through CLIP in one forward and backward. A search of more images
+# runs in chunks of whole images, one after the other within each step (their gradients summed
+# before Adam's step), so its activations stay those of one chunk: under SEARCH_PEAK_GIB in
+# float32 in every preset (minit2i.budget counts the bytes a view saves for backward;
+# tests/test_budget.py checks the bound). Chunked or not, a seed gives the same images.
+MAX_VIEWS = 1024
+SEARCH_PEAK_GIB = 4.0
+
+
+def chunk_size(views_per_image: int, max_views: int = MAX_VIEWS) -> int:
+    """How many images one chunk holds: as many as keep images x views <= max_views (>= 1)."""
+    return max(1, max_views // max(1, views_per_image))
+
+
 def optimise(vq: nn.Module, clip: nn.Module, text_features: torch.Tensor, z0: torch.Tensor,
              steps: int, lr: float = 0.1, n_cutouts: int = 16, augment: bool = True,
              min_scale: float = 0.8, noise: float = 0.1, record_every: int = 0,
-             generator: torch.Generator | None = None) -> dict:
+             generator: torch.Generator | None = None, max_views: int = MAX_VIEWS) -> dict:
     """Adam on z from z0 (B, D, h, w) towards the unit text features (B, E), one per image.
 
     ``lr`` is in units of the codebook's standard deviation (so it suits any VQGAN), and z is
     clamped to the codebook's per-dimension range after each step. Without ``augment`` CLIP sees
-    the image itself, once. Returns ``images`` (B, 3, H, W) decoded from the final codes, the
-    per-step mean ``losses``, the final per-image ``loss`` (B,) and ``frames`` [(step, images)]
-    every ``record_every`` steps.
+    the image itself, once. Each step goes through CLIP in chunks of at most ``max_views`` views
+    (see ``MAX_VIEWS``); each image's latent sees only its own loss, so the chunks' gradients
+    add up to the whole batch's. Returns ``images`` (B, 3, H, W) decoded from the final codes,
+    the per-step mean ``losses``, the final per-image ``loss`` (B,) and ``frames``
+    [(step, images)] every ``record_every`` steps.
     """
     if text_features.shape[0] != z0.shape[0]:
         raise ValueError(f"one text embedding per latent: got {text_features.shape[0]} and "
@@ -99,25 +117,45 @@ def optimise(vq: nn.Module, clip: nn.Module, text_features: torch.Tensor, z0: to
     lo, hi = cb.min(0).values.view(1, -1, 1, 1), cb.max(0).values.view(1, -1, 1, 1)
     z = z0.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr * float(cb.std()))
-    n = n_cutouts if augment else 1
+    B, n = z.shape[0], (n_cutouts if augment else 1)
+    chunks = [slice(a, min(a + chunk_size(n, max_views), B))
+              for a in range(0, B, chunk_size(n, max_views))]
     target = text_features.detach().repeat_interleave(n, dim=0)    # (B n, E)
+    if z.device.type != "cpu":
+        # the cutouts' random numbers are drawn where the images are: on the CPU they would take
+        # most of a GPU search's time (a generator on the GPU, seeded from ``generator``)
+        seed = int(torch.randint(2**62, (1,), generator=generator))
+        generator = torch.Generator(device=z.device).manual_seed(seed)
     losses, frames = [], []
     for i in range(steps):
-        images = decode_latent(vq, z)                                  # (B, 3, H, W)
-        if record_every and i % record_every == 0:
-            frames.append((i, images.detach().cpu()))
-        views = cutouts(images, n, min_scale, noise, generator) if augment else images
-        per_view = spherical_distance(clip.encode_image(views), target)   # (B n,)
-        loss = per_view.view(-1, n).mean(1)                                # (B,)
+        record = record_every and i % record_every == 0
         opt.zero_grad(set_to_none=True)
-        loss.sum().backward()                      # sum: each image's latent sees its own loss
+        total, shown, draws = 0.0, [], None
+        for c in chunks:
+            images = decode_latent(vq, z[c])                            # (b, 3, H, W)
+            if record:
+                shown.append(images.detach().cpu())
+            views = images
+            if augment:
+                if draws is None:    # all B n views' numbers at once: the same stream, chunked
+                    draws = crop_draws((B * n, *images.shape[1:]), generator)   # or not
+                v = slice(c.start * n, c.stop * n)
+                views = cutouts(images, n, min_scale, noise, draws=(draws[0][:, v], draws[1][v]))
+            per_view = spherical_distance(clip.encode_image(views), target[c.start * n:c.stop * n])
+            loss = per_view.view(-1, n).mean(1)                         # (b,)
+            loss.sum().backward()                  # sum: each image's latent sees its own loss
+            total += float(loss.detach().sum())
+        if record:
+            frames.append((i, torch.cat(shown)))
         opt.step()
         with torch.no_grad():
             z.copy_(torch.maximum(torch.minimum(z, hi), lo))
-        losses.append(float(loss.detach().mean()))
+        losses.append(total / B)
     with torch.no_grad():
-        images = decode_latent(vq, z)
-        final = spherical_distance(clip.encode_image(images), text_features)
+        z = z.detach()
+        images = torch.cat([decode_latent(vq, z[c]) for c in chunks])
+        final = torch.cat([spherical_distance(clip.encode_image(images[c]), text_features[c])
+                           for c in chunks])
     frames.append((steps, images.cpu()))
     return {"images": images.cpu(), "losses": losses, "loss": final.cpu(),
             "frames": frames if record_every else []}

@@ -235,7 +235,9 @@ def test_equations_are_numbered_and_cross_referenced(built_book):
 def test_notebook_pages_launch_colab_and_hide_solutions(built_book):
     for doc in [d for d in toc_files() if d.startswith("notebooks/")]:
         html = html_of(built_book, doc)
-        url = f"https://colab.research.google.com/github/minit2i/minit2i/blob/main/{doc}.ipynb"
+        repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+        url = (f"https://colab.research.google.com/github/{repo['url'].split('github.com/')[1]}"
+               f"/blob/{repo['branch']}/{doc}.ipynb")
         assert url in html, f"{doc} has no Colab launch button"
         nb = nbformat.read(source(doc), as_version=4)
         tagged = [c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"]

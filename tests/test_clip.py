@@ -218,3 +218,13 @@ def test_hard_negatives_join_the_image_to_text_softmax(with_groups):
     assert clip_loss(img, txt, 10.0, groups, neg) > clip_loss(img, txt, 10.0, groups)
     with pytest.raises(ValueError, match=r"negatives of shape \(M, 8\)"):
         clip_loss(img, txt, 10.0, groups, neg[:, :4])
+
+
+def test_random_crops_from_given_draws_equal_the_generators():
+    from minit2i.clip import crop_draws
+    images = torch.rand(3, 3, 16, 16) * 2 - 1
+    a = random_crops(images, generator=torch.Generator().manual_seed(4))
+    draws = crop_draws(images.shape, torch.Generator().manual_seed(4))
+    assert torch.equal(random_crops(images, draws=draws), a)
+    with pytest.raises(ValueError, match="draws for 2 views"):
+        random_crops(images[:2], draws=draws)

@@ -131,3 +131,37 @@ def test_generate_images_smoke(cache):
         generate_images(["a red dog"], preset="smoke")
     with pytest.raises(ValueError, match="SearchSettings has no setting 'stepz'"):
         generate_images(prompts, preset="smoke", stepz=3)
+
+
+def test_a_search_in_chunks_equals_one_in_a_single_batch():
+    # chunks of one, two (2 + 1) and all three images give the same images and losses: the
+    # random views are drawn for the whole batch each step, each latent sees only its own loss
+    torch.manual_seed(0)
+    vq = TinyVQ()
+    clip = CLIP(CLIPConfig(embed_dim=16, text_dim=16, text_depth=1, text_heads=2,
+                           image_width=8)).eval()
+    with torch.no_grad():
+        text = clip.encode_text(Tokenizer().encode_batch(["a red circle", "a blue square",
+                                                          "a green cross"]))
+
+    def run(max_views, augment=True):
+        g = torch.Generator().manual_seed(0)
+        z0 = random_latent(vq, 3, g)
+        return optimise(vq, clip, text, z0, steps=5, lr=0.2, n_cutouts=4, augment=augment,
+                        generator=g, record_every=2, max_views=max_views)
+
+    whole = run(12)
+    for max_views in (4, 8, 1):                       # 1 < 4 cutouts: still one image a chunk
+        part = run(max_views)
+        torch.testing.assert_close(part["images"], whole["images"], atol=1e-6, rtol=0)
+        torch.testing.assert_close(part["loss"], whole["loss"], atol=1e-6, rtol=0)
+        assert part["losses"] == pytest.approx(whole["losses"], abs=1e-6)
+        assert [s for s, _ in part["frames"]] == [s for s, _ in whole["frames"]]
+    torch.testing.assert_close(run(1, augment=False)["images"], run(3, augment=False)["images"],
+                               atol=1e-6, rtol=0)
+
+
+def test_chunk_size_keeps_whole_images_under_the_bound():
+    from minit2i.vqgan_clip import MAX_VIEWS, chunk_size
+    assert chunk_size(16) * 16 <= MAX_VIEWS and chunk_size(16) == MAX_VIEWS // 16
+    assert chunk_size(MAX_VIEWS * 2) == 1 and chunk_size(4, max_views=10) == 2

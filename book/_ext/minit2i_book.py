@@ -6,6 +6,9 @@ Three MyST directives, each rendering Markdown that is parsed in place:
   saying which came from a CPU and not a GPU;
 - ``{minit2i-status}``: how each chapter notebook's stored outputs were made (the ``minit2i``
   record that ``python -m minit2i.tools.execute`` writes into the notebook's metadata);
+- ``{minit2i-budget}``: each chapter's counted cost and expected minutes per preset and machine
+  beside the measured ones, what it trains and loads, each recipe's peak memory
+  (``minit2i.budget``), and which shipped checkpoints this checkout holds;
 - ``{minit2i-api}``: one ``automodule`` section per module of the ``minit2i`` package (the
   concepts, then the tooling in ``minit2i.tools``).
 
@@ -154,6 +157,28 @@ def status_markdown(folder: Path, docs: set[str] | None = None) -> list[str]:
     return markdown_table(rows)
 
 
+def budget_markdown(root: Path, docs: set[str] | None = None) -> list[str]:
+    """The budget tables of ``minit2i.budget`` for the cpu and full presets, chapter numbers
+    linked to the chapters in ``docs`` (all if None), and the shipped checkpoints present."""
+    from minit2i import budget, zoo
+
+    def link(chapter: int) -> str:
+        doc = f"notebooks/{budget.CHAPTERS[chapter]}"
+        return f"{{doc}}`{chapter} </{doc}>`" if docs is None or doc in docs else str(chapter)
+
+    lines = budget.markdown(("cpu", "full"), root, link)
+    shipped = sorted(p.name for p in zoo.SHIPPED_DIR.glob("*.pt"))
+    lines += ["Shipped checkpoints in this checkout: "
+              + (", ".join(f"`{name}`" for name in shipped) if shipped else
+                 "none yet (`python -m minit2i.tools.ship --preset cpu` builds them); until "
+                 "they are there, a chapter trains what the table says it loads"), ""]
+    if budget.gpu_measurement(root) is None:
+        lines += ["GPU figures (T4, H100): **not measured**; they follow the rates assumed in "
+                  "`minit2i.budget.MACHINES`. `python benchmarks/gpu_check.py` measures them on "
+                  "a GPU in a few minutes.", ""]
+    return lines
+
+
 def package_modules(package: Path) -> list[str]:
     """The concept modules (``minit2i.X``), then the book's tooling (``minit2i.tools.X``)."""
     names = sorted(p.stem for p in package.glob("*.py") if not p.stem.startswith("_"))
@@ -210,6 +235,14 @@ class StatusDirective(_Generated):
 
     def markdown(self, folder):
         return status_markdown(folder, set(self.env.found_docs))
+
+
+class BudgetDirective(_Generated):
+    def inputs(self):
+        return Path("minit2i"), "*.py"
+
+    def markdown(self, folder):
+        return budget_markdown(folder.parent, set(self.env.found_docs))
 
 
 class ApiDirective(_Generated):
@@ -282,6 +315,7 @@ def setup(app):
     app.add_css_file("minit2i.css")
     app.add_directive("minit2i-results", ResultsDirective)
     app.add_directive("minit2i-status", StatusDirective)
+    app.add_directive("minit2i-budget", BudgetDirective)
     app.add_directive("minit2i-api", ApiDirective)
     app.connect("autodoc-process-docstring", docstring_maths)
     app.connect("html-page-context", drop_thebe)

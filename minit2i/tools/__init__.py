@@ -6,8 +6,10 @@
   versions (``python -m minit2i.tools.assignments build|check|grade``);
 - ``minit2i.tools.autograde``: run students' notebooks with the hidden tests put back and score
   them (the ``grade`` command);
-- ``minit2i.tools.cli``: the command line of ``assignments``, which imports both of the above.
+- ``minit2i.tools.cli``: the command line of ``assignments``, which imports both of the above;
+- ``minit2i.tools.ship``: rebuild the checkpoints the package ships, from nothing
+  (``python -m minit2i.tools.ship --preset cpu``).
 
-They need ``nbformat`` and ``nbclient`` (``pip install "minit2i[tools]"``). See the book's page
-"For instructors".
+All but ``ship`` need ``nbformat`` and ``nbclient`` (``pip install "minit2i[tools]"``). See the
+book's page "For instructors".
 """
