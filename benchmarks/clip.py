@@ -15,9 +15,10 @@ import json
 import time
 from pathlib import Path
 
+from common import write_record
+
 from minit2i.clip import evaluate
-from minit2i.config import preset_name
-from minit2i.execute import device_name, write_record
+from minit2i.config import device_name, preset_name
 from minit2i.zoo import load_or_train
 
 TARGETS = {"zero_shot_color": 0.98, "zero_shot_shape": 0.98, "val_t2i_R@1": 0.9}

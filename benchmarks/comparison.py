@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import write_record
 
-from minit2i.config import preset_name
+from minit2i.config import device_name, preset_name
 from minit2i.eval import judge, shapes_eval
-from minit2i.execute import device_name, write_record
 from minit2i.generation import METHODS, generate
 from minit2i.shapes import ShapesDataset, caption
 

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import torch
+from common import write_record
 
-from minit2i.config import get_device, preset_name
+from minit2i.config import device_name, get_device, preset_name
 from minit2i.dalle import draw
 from minit2i.eval import shapes_eval
-from minit2i.execute import device_name, write_record
 from minit2i.presets import recipe
 from minit2i.shapes import ShapesDataset, caption
 from minit2i.zoo import load_or_train

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import write_record
 
 from minit2i.eval import judge
-from minit2i.execute import write_record
 from minit2i.shapes import SPLITS, render, sample_scene
 
 ATTRIBUTES = ("shape", "color", "size", "position")

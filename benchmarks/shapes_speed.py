@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import write_record
 
-from minit2i.execute import write_record
 from minit2i.shapes import ShapesDataset, render, sample_scene
 
 TARGET = 5000

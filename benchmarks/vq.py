@@ -16,8 +16,9 @@ import platform
 import time
 from pathlib import Path
 
-from minit2i.config import get_device, preset_name
-from minit2i.execute import device_name, write_record
+from common import write_record
+
+from minit2i.config import device_name, get_device, preset_name
 from minit2i.presets import recipe
 from minit2i.vqgan import val_sharpness
 from minit2i.zoo import load_or_train

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import torch
+from common import write_record
 
 from minit2i.clip import distinct_scenes, embed_images, embed_texts, recall_at_k
-from minit2i.config import preset_name
-from minit2i.execute import device_name, write_record
+from minit2i.config import device_name, preset_name
 from minit2i.shapes import caption
 from minit2i.train import to_float_image
 from minit2i.vqgan_clip import generate_images, image_tokenizer_name

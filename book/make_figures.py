@@ -8,7 +8,7 @@ Seeded, so the figures are the same on every run.
 
 figures/dalle_samples.png: the first figure of images that chapter 6's mini DALL-E drew for the
 prompts (the first cell calling ``draw(`` that has an image), taken from the notebook's stored
-outputs: run the chapter first (python -m minit2i.execute notebooks/06_mini_dalle.ipynb).
+outputs: run the chapter first (python -m minit2i.tools.execute notebooks/06_mini_dalle.ipynb).
 """
 
 import base64

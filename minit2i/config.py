@@ -27,6 +27,14 @@ def get_device() -> torch.device:
     return torch.device("cpu")
 
 
+def device_name() -> str:
+    """What a record calls this machine: "cpu", "mps" or the GPU's name (e.g. "Tesla T4")."""
+    device = get_device()
+    if device.type == "cuda":
+        return torch.cuda.get_device_name()
+    return device.type
+
+
 def preset_name(preset: str | None = None) -> str:
     """The preset in force: the argument, else $MINIT2I_PRESET, else full on CUDA / cpu."""
     name = preset or os.environ.get("MINIT2I_PRESET") or (

@@ -13,18 +13,18 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from minit2i.assignments import (
+from minit2i.tools.assignments import (
     ANSWER_STUB,
     BEGIN_SOLUTION,
     END_SOLUTION,
     build,
     check_notebook,
-    main,
     nbgrader,
     regions,
     student_version,
 )
-from minit2i.autograde import find_source, grade, merge, table
+from minit2i.tools.autograde import find_source, grade, merge, table
+from minit2i.tools.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "00_tiny.ipynb"

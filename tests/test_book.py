@@ -157,6 +157,14 @@ def test_status_page_shows_each_notebooks_record(tmp_path):
     assert unlisted[2].startswith("| Chapter 9 — Tests |")       # no link to a page not built
 
 
+def test_api_page_lists_the_concepts_then_the_tooling():
+    modules = minit2i_book.package_modules(ROOT / "minit2i")
+    tools = [m for m in modules if m.startswith("minit2i.tools.")]
+    assert "minit2i.gan" in modules and "minit2i.tools.assignments" in tools
+    assert modules[-len(tools):] == tools                      # the tooling comes last
+    assert not any(m in modules for m in ("minit2i.execute", "minit2i.assignments"))
+
+
 def test_docstring_maths_becomes_sphinx_maths():
     lines = ["The loss", "", "$$", r"\mathcal{L} = |x|", "$$", "", "with $x_i$ and $|z|$ here."]
     minit2i_book.docstring_maths(None, "module", "m", None, {}, lines)

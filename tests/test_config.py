@@ -9,6 +9,7 @@ from minit2i.config import (
     amp_dtype,
     autocast,
     describe,
+    device_name,
     get_device,
     grad_scaler,
     preset_name,
@@ -66,3 +67,15 @@ def test_recipe_returns_a_copy_and_checks_names():
     assert recipe("toy", "smoke")["train"]["steps"] != -1
     with pytest.raises(ValueError, match="no recipe for model 'nope'; known models: toy"):
         recipe("nope", "smoke")
+
+
+def test_device_name_says_cpu_mps_or_the_gpu(monkeypatch):
+    import minit2i.config as config
+
+    monkeypatch.setattr(config, "get_device", lambda: torch.device("cpu"))
+    assert device_name() == "cpu"
+    monkeypatch.setattr(config, "get_device", lambda: torch.device("mps"))
+    assert device_name() == "mps"
+    monkeypatch.setattr(config, "get_device", lambda: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
+    assert device_name() == "Tesla T4"

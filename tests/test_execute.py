@@ -1,4 +1,4 @@
-"""minit2i.execute runs notebooks in place, records how, and names the cell that fails."""
+"""minit2i.tools.execute runs notebooks in place, records how, and names the cell that fails."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from minit2i import __version__
-from minit2i.execute import NotebookFailed, execute_notebook, main
+from minit2i.tools.execute import NotebookFailed, execute_notebook, main
 
 pytestmark = pytest.mark.slow  # starts a Jupyter kernel (a few seconds)
 
@@ -73,12 +73,3 @@ def test_progress_bars_are_stored_as_text(tmp_path):
     lines = [o["data"]["text/plain"] for o in outputs if "text/plain" in o.get("data", {})]
     assert any(line.startswith("demo: 100%|") and "8/8" in line and "loss=1" in line
                for line in lines), outputs
-
-
-def test_write_record_makes_the_folder_and_round_trips(tmp_path, capsys):
-    import json
-
-    from minit2i.execute import write_record
-    path = write_record({"benchmark": "x", "value": 1.5}, tmp_path / "new" / "x.json")
-    assert json.loads(path.read_text()) == {"benchmark": "x", "value": 1.5}
-    assert path.read_text().endswith("\n") and str(path) in capsys.readouterr().out

@@ -5,8 +5,9 @@ Three MyST directives, each rendering Markdown that is parsed in place:
 - ``{minit2i-results}``: the benchmarks' JSON files (``benchmarks/results/*.json``) as tables,
   saying which came from a CPU and not a GPU;
 - ``{minit2i-status}``: how each chapter notebook's stored outputs were made (the ``minit2i``
-  record that ``python -m minit2i.execute`` writes into the notebook's metadata);
-- ``{minit2i-api}``: one ``automodule`` section per module of the ``minit2i`` package.
+  record that ``python -m minit2i.tools.execute`` writes into the notebook's metadata);
+- ``{minit2i-api}``: one ``automodule`` section per module of the ``minit2i`` package (the
+  concepts, then the tooling in ``minit2i.tools``).
 
 Each page is rebuilt when the files it reads change. An ``autodoc-process-docstring`` hook turns
 the ``$$ ... $$`` and ``$...$`` maths of the package's docstrings into Sphinx maths, and an
@@ -154,8 +155,10 @@ def status_markdown(folder: Path, docs: set[str] | None = None) -> list[str]:
 
 
 def package_modules(package: Path) -> list[str]:
+    """The concept modules (``minit2i.X``), then the book's tooling (``minit2i.tools.X``)."""
     names = sorted(p.stem for p in package.glob("*.py") if not p.stem.startswith("_"))
-    return [f"minit2i.{name}" for name in names]
+    tools = sorted(p.stem for p in (package / "tools").glob("*.py") if not p.stem.startswith("_"))
+    return [f"minit2i.{name}" for name in names] + [f"minit2i.tools.{name}" for name in tools]
 
 
 def api_markdown(package: Path) -> list[str]:
@@ -211,7 +214,7 @@ class StatusDirective(_Generated):
 
 class ApiDirective(_Generated):
     def inputs(self):
-        return Path("minit2i"), "*.py"
+        return Path("minit2i"), "**/*.py"
 
     def markdown(self, folder):
         return api_markdown(folder)

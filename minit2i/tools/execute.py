@@ -1,6 +1,6 @@
 """Re-execute chapter notebooks in place and record how they were run::
 
-    python -m minit2i.execute [--preset smoke|cpu|full] [--timeout S] notebooks/*.ipynb
+    python -m minit2i.tools.execute [--preset smoke|cpu|full] [--timeout S] notebooks/*.ipynb
 
 Each notebook runs top to bottom in a fresh ``python3`` kernel whose working directory is the
 notebook's folder, with ``MINIT2I_PRESET`` set. Its outputs are written back into the file, and
@@ -32,8 +32,8 @@ import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
-from . import __version__
-from .config import PRESETS, get_device, preset_name
+from .. import __version__
+from ..config import PRESETS, device_name, preset_name
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -41,25 +41,6 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 class NotebookFailed(RuntimeError):
     """A notebook did not run to the end; the message says which notebook and which cell."""
-
-
-def device_name() -> str:
-    """What the record calls this machine: "cpu", "mps" or the GPU's name."""
-    device = get_device()
-    if device.type == "cuda":
-        return torch.cuda.get_device_name()
-    return device.type
-
-
-def write_record(result: dict, path: str | Path) -> Path:
-    """Write a benchmark's result as indented JSON (making its folder) and say where."""
-    import json
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
-    return path
 
 
 def _failing_cell(nb: nbformat.NotebookNode) -> tuple[int, str]:
@@ -146,7 +127,7 @@ def execute_notebook(path: str | Path, preset: str | None = None, timeout: int =
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m minit2i.execute",
+        prog="python -m minit2i.tools.execute",
         description="Re-execute notebooks in place and record how they were run.")
     parser.add_argument("notebooks", nargs="+", type=Path, help="the .ipynb files to run in place")
     parser.add_argument("--preset", choices=PRESETS, default=None,

@@ -1,6 +1,6 @@
 """The autograder: run a student's notebook with the hidden tests put back, and score it::
 
-    python -m minit2i.assignments grade submissions/*.ipynb [--chapter NN | --source PATH]
+    python -m minit2i.tools.assignments grade submissions/*.ipynb [--chapter NN | --source PATH]
         [--json results.json] [--preset smoke] [--exercise-timeout 60] [--cell-timeout 300]
         [--notebook-timeout 1200] [--executed DIR]
 
@@ -244,7 +244,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m minit2i.assignments grade",
+    parser = argparse.ArgumentParser(prog="python -m minit2i.tools.assignments grade",
                                      description="Run submissions and score their exercises.")
     parser.add_argument("submissions", nargs="+", type=Path, help="the students' .ipynb files")
     which = parser.add_mutually_exclusive_group()

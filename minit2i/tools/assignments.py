@@ -1,8 +1,8 @@
 """Classroom assignments from the chapters: build the student versions, check, grade::
 
-    python -m minit2i.assignments build [--out assignments] [notebooks/NN_name.ipynb ...]
-    python -m minit2i.assignments check [notebooks/NN_name.ipynb ...]
-    python -m minit2i.assignments grade SUBMISSION.ipynb [...] [--chapter NN | --source PATH]
+    python -m minit2i.tools.assignments build [--out assignments] [notebooks/NN_name.ipynb ...]
+    python -m minit2i.tools.assignments check [notebooks/NN_name.ipynb ...]
+    python -m minit2i.tools.assignments grade SUBMISSION.ipynb [...] [--chapter NN | --source PATH]
                                         [--json results.json]
 
 The exercises follow nbgrader's conventions (cell metadata schema version 3). In a solution cell
@@ -15,12 +15,12 @@ a markdown answer cell (``solution: true``) becomes "YOUR ANSWER HERE", the line
 ``### BEGIN HIDDEN TESTS`` to ``### END HIDDEN TESTS`` are removed, and outputs are cleared.
 ``build`` writes nbgrader's course layout: ``source/NN_name/NN_name.ipynb`` (the grader's key,
 hidden tests included) and ``release/NN_name/NN_name.ipynb`` (what students get). Grading lives
-in ``minit2i.autograde``. See the book's page "For instructors".
+in ``minit2i.tools.autograde``, the command line in ``minit2i.tools.cli``. See the book's page
+"For instructors".
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import re
 import sys
@@ -223,43 +223,7 @@ def default_chapters() -> list[Path]:
     return sorted(Path("notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m minit2i.assignments",
-                                     description="Build, check and grade the chapters' exercises.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    b = commands.add_parser("build", help="write the student and grader versions of chapters")
-    b.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/NN_*.ipynb")
-    b.add_argument("--out", type=Path, default=Path("assignments"), help="default: assignments")
-    c = commands.add_parser("check", help="validate the chapters' exercise structure")
-    c.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/NN_*.ipynb")
-    commands.add_parser("grade", add_help=False, help="run and score submissions "
-                        "(see: grade --help)")
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "grade":
-        from .autograde import main as grade_main
-        return grade_main(rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    paths = args.notebooks or default_chapters()
-    if not paths:
-        parser.error("no notebooks given and none found in notebooks/")
-    if args.command == "check":
-        bad = 0
-        for path in paths:
-            problems = check_notebook(nbformat.read(path, as_version=4))
-            bad += bool(problems)
-            print(f"{path}: " + ("ok" if not problems else "\n  " + "\n  ".join(problems)))
-        return 1 if bad else 0
-    failed = 0
-    for path in paths:                          # a broken chapter does not stop the others
-        try:
-            (source, release), = build([path], args.out)
-            print(f"{release}  (grader's key: {source})")
-        except ValueError as error:
-            print(f"error: {error}", file=sys.stderr)
-            failed += 1
-    return 1 if failed else 0
+if __name__ == "__main__":         # the command line (build, check, grade) lives in cli.py
+    from .cli import main
 
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,13 @@
+"""The book's tooling, kept apart from the concepts: nothing under ``minit2i/`` imports it.
+
+- ``minit2i.tools.execute``: re-run the chapter notebooks in place and record how
+  (``python -m minit2i.tools.execute``);
+- ``minit2i.tools.assignments``: the exercise convention, its structure check, and the student
+  versions (``python -m minit2i.tools.assignments build|check|grade``);
+- ``minit2i.tools.autograde``: run students' notebooks with the hidden tests put back and score
+  them (the ``grade`` command);
+- ``minit2i.tools.cli``: the command line of ``assignments``, which imports both of the above.
+
+They need ``nbformat`` and ``nbclient`` (``pip install "minit2i[tools]"``). See the book's page
+"For instructors".
+"""

@@ -1,0 +1,26 @@
+"""benchmarks/common.py: the one place the benchmark scripts write their JSON."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from common import write_record  # noqa: E402  (benchmarks/ is a folder of scripts)
+
+
+def test_write_record_makes_the_folder_and_round_trips(tmp_path, capsys):
+    path = write_record({"benchmark": "x", "value": 1.5}, tmp_path / "new" / "x.json")
+    assert json.loads(path.read_text()) == {"benchmark": "x", "value": 1.5}
+    assert path.read_text().endswith("\n") and str(path) in capsys.readouterr().out
+
+
+def test_every_benchmark_script_writes_through_common():
+    scripts = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py"))
+    for script in scripts:
+        if script.name == "common.py":
+            continue
+        text = script.read_text()
+        assert "minit2i.tools" not in text and "minit2i.execute" not in text, script.name
+        if "write_record(" in text:
+            assert "from common import write_record" in text, script.name
