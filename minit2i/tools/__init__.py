@@ -6,8 +6,11 @@
   versions (``python -m minit2i.tools.assignments build|check|grade``);
 - ``minit2i.tools.autograde``: run students' notebooks with the hidden tests put back and score
   them (the ``grade`` command);
-- ``minit2i.tools.cli``: the command line of ``assignments``, which imports both of the above.
+- ``minit2i.tools.cli``: the command line of ``assignments``, which imports both of the above;
+- ``minit2i.tools.checks``: what the exercises' tests call to say, in words, what a check
+  expected and what it got.
 
-They need ``nbformat`` and ``nbclient`` (``pip install "minit2i[tools]"``). See the book's page
-"For instructors".
+The notebook tools need ``nbformat`` and ``nbclient`` (``pip install "minit2i[tools]"``);
+``checks`` needs only what ``minit2i`` needs, so the chapters import it wherever they run. See
+the book's page "For instructors".
 """
