@@ -2,6 +2,9 @@
 """The two commands of the README, with all their set-up.
 
     python3 dev.py book     build the book into _build/html (from the notebooks' stored outputs)
+    python3 dev.py book --instructors
+                            the instructors' edition, with the exercises' solutions, hidden tests
+                            and rubrics, into _build/instructors/_build/html (do not publish it)
     python3 dev.py test     run the tests: lint, the package, the notebooks (smoke preset), the book
 
 Each command first makes a virtual environment in .venv (unless one is active) and installs
@@ -49,12 +52,16 @@ def python() -> Path:
     return py
 
 
-def book() -> None:
+def book(instructors: bool = False) -> None:
     py = python()
+    env = {**os.environ, "MINIT2I_EDITION": "instructors" if instructors else "public"}
+    out = ROOT / "_build" / "instructors" if instructors else ROOT
     # jupyter_book has no __main__ module: call its command-line entry point.
     run(py, "-c", "from jupyter_book.cli.main import main; main()", "build", ROOT,
-        "-W", "-n", "--keep-going")
-    print(f"\nThe book is in {ROOT / '_build' / 'html' / 'index.html'}")
+        "--path-output", out, "-W", "-n", "--keep-going", env=env)
+    html = out / "_build" / "html" / "index.html"
+    print(f"\nThe instructors' edition is in {html}: it shows the solutions, do not publish it"
+          if instructors else f"\nThe book is in {html}")
 
 
 def test(extra: list[str]) -> None:
@@ -72,7 +79,9 @@ def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in ("book", "test"):
         sys.exit(__doc__)
     if sys.argv[1] == "book":
-        book()
+        if set(sys.argv[2:]) - {"--instructors"}:
+            sys.exit(__doc__)
+        book(instructors="--instructors" in sys.argv[2:])
     else:
         test(sys.argv[2:])
 

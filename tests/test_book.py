@@ -1,7 +1,9 @@
 """The book: its table of contents, its citations, its build, and its pages in a real browser.
 
 The fast tests read the sources. The others build the book once per session into a temporary
-folder (``jupyter-book build -W -n --keep-going``: any warning fails) and check the HTML; the
+folder (``jupyter-book build -W -n --keep-going``: any warning fails) and check the HTML, where no
+line of an exercise's solution, hidden tests or rubric may appear; the instructors' edition is
+built too, and must show every one of them (so that check can fail). The
 ``browser`` tests then open every page in headless Chromium, served from 127.0.0.1, and save a
 screenshot of each under ``artifacts/screenshots/``. Without Chromium (or Playwright) the browser
 tests are skipped, except when ``CI`` is set: there a missing browser is a failure.
@@ -25,6 +27,8 @@ from urllib.parse import urlparse
 import nbformat
 import pytest
 import yaml
+
+from minit2i.tools.assignments import leaked_lines, nbgrader, public_version, secret_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
@@ -157,6 +161,26 @@ def test_status_page_shows_each_notebooks_record(tmp_path):
     assert unlisted[2].startswith("| Chapter 9 — Tests |")       # no link to a page not built
 
 
+def test_exercises_table_for_the_instructors_page(tmp_path):
+    nb = nbformat.read(ROOT / "tests" / "fixtures" / "00_tiny.ipynb", as_version=4)
+    nb.metadata["minit2i"] = {"preset": "cpu", "device": "cpu", "duration_s": 150.0}
+    nbformat.write(nb, tmp_path / "01_tiny.ipynb")
+    nb.metadata["minit2i"] = {"preset": "full", "device": "Tesla T4", "duration_s": 330.0}
+    nbformat.write(nb, tmp_path / "02_tiny.ipynb")
+    text = "\n".join(minit2i_book.exercises_markdown(tmp_path))
+    assert "### Chapter 0 — A tiny chapter for testing the assignments" in text
+    assert ("5 exercises, 11 points (10 graded automatically, 1 by hand), about 35 minutes of "
+            "student work") in text
+    assert ("Running the chapter: 2 min on a laptop (cpu preset, two cores), not measured on "
+            "Colab's GPU (no GPU run yet).") in text
+    assert ("Running the chapter: not measured on a laptop, 6 min on Colab's GPU (Tesla T4)."
+            in text)
+    assert "| 0.5 | How fast does an average settle? | experiment | 2 | 5 |" in text
+    assert "| 0.4 | In words | written, by hand | 1 | 5 |" in text
+    assert minit2i_book.exercises_markdown(tmp_path / "none") == ["No chapter has exercises yet.",
+                                                                  ""]
+
+
 def test_api_page_lists_the_concepts_then_the_tooling():
     modules = minit2i_book.package_modules(ROOT / "minit2i")
     tools = [m for m in modules if m.startswith("minit2i.tools.")]
@@ -187,7 +211,7 @@ def build_book(out: Path) -> tuple[Path, str | None]:
            str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"]
     start = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
-                            env={**os.environ, "NO_COLOR": "1"})
+                            env={**os.environ, "NO_COLOR": "1", "MINIT2I_EDITION": "public"})
     log = result.stdout + result.stderr
     warnings = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
     if result.returncode == 0 and not warnings:
@@ -232,7 +256,7 @@ def test_equations_are_numbered_and_cross_referenced(built_book):
 
 
 @pytest.mark.slow
-def test_notebook_pages_launch_colab_and_hide_solutions(built_book):
+def test_notebook_pages_launch_colab_and_show_the_student_version(built_book):
     for doc in [d for d in toc_files() if d.startswith("notebooks/")]:
         html = html_of(built_book, doc)
         repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
@@ -240,12 +264,74 @@ def test_notebook_pages_launch_colab_and_hide_solutions(built_book):
                f"/blob/{repo['branch']}/{doc}.ipynb")
         assert url in html, f"{doc} has no Colab launch button"
         nb = nbformat.read(source(doc), as_version=4)
-        tagged = [c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"]
-        if any("remove-cell" in tags for tags in tagged):
-            assert "### BEGIN HIDDEN TESTS" not in html, f"{doc} shows its hidden tests"
-        solutions = sum("hide-input" in tags for tags in tagged)
-        toggles = len(re.findall(r'<details class="[^"]*\bhide above-input\b', html))
-        assert toggles >= solutions, f"{doc}: {solutions} solutions but {toggles} toggles"
+        stubs = sum(bool(nbgrader(c).get("solution")) for c in nb.cells if c.cell_type == "code")
+        assert html.count("YOUR CODE HERE") == stubs, f"{doc}: {stubs} exercises to write"
+        for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "BEGIN MARK SCHEME", "Rubric ("):
+            assert marker not in html, f"{doc} shows {marker!r}"
+
+
+# ------------------------------------------------------------------------------------------------
+# The public book has no solutions; the instructors' edition has them all
+# ------------------------------------------------------------------------------------------------
+
+def chapters() -> list[str]:
+    return [d for d in toc_files() if d.startswith("notebooks/")]
+
+
+@pytest.mark.slow
+def test_public_book_shows_no_line_of_any_solution(built_book):
+    """Every line of every solution region, model answer, hidden test and rubric that the
+    student version does not show anyway: none may appear in any file of the public build
+    (pages, the notebooks offered for download, the search index). Lines are compared by their
+    words, so Markdown and HTML cannot hide them."""
+    keys = {doc: nbformat.read(source(doc), as_version=4) for doc in chapters()}
+    secrets = {doc: secret_lines(nb) for doc, nb in keys.items()}
+    assert all(secrets.values()), "every chapter has something to keep secret"
+    for doc, nb in keys.items():
+        text = minit2i_book.page_text(html_of(built_book, doc))
+        assert leaked_lines(nb, text, secrets[doc]) == [], f"{doc} shows solution code"
+    # Across chapters, a line one chapter keeps secret may be public in another (a generic
+    # `g = torch.Generator().manual_seed(0)`): those are no leak.
+    public = " ".join(c.source for nb in keys.values() for c in public_version(nb).cells)
+    every = [line for doc, nb in keys.items()
+             for line in secrets[doc] if not leaked_lines(nb, public, [line])]
+    for path in built_book.rglob("*"):
+        if path.suffix not in (".html", ".js", ".txt", ".ipynb", ".json") or not path.is_file():
+            continue
+        text = path.read_text(errors="ignore")
+        if path.suffix == ".ipynb":
+            text = " ".join(c.source for c in nbformat.reads(text, as_version=4).cells)
+        found = leaked_lines(None, text, every)
+        assert not found, f"{path.relative_to(built_book)} holds solution lines, e.g. {found[0]!r}"
+
+
+@pytest.fixture(scope="session")
+def instructors_book(tmp_path_factory) -> Path:
+    """The instructors' edition, built the way ``dev.py book --instructors`` builds it."""
+    out = tmp_path_factory.getbasetemp() / "instructors"
+    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build",
+           str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "NO_COLOR": "1", "MINIT2I_EDITION": "instructors"})
+    log = result.stdout + result.stderr
+    warnings = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
+    if result.returncode or warnings:
+        pytest.fail("the instructors' edition failed to build:\n"
+                    + "\n".join(warnings or log.splitlines()[-30:]), pytrace=False)
+    return out / "_build" / "html"
+
+
+@pytest.mark.slow
+def test_instructors_edition_shows_every_solution_so_the_check_can_fail(instructors_book):
+    for doc in chapters():
+        nb = nbformat.read(source(doc), as_version=4)
+        html = html_of(instructors_book, doc)
+        assert leaked_lines(nb, minit2i_book.page_text(html)) == secret_lines(nb), doc
+        text = minit2i_book.page_text(html)
+        assert "Instructors’ edition: the exercises below show" in text, doc
+        assert "Rubric (graders only)" in text, doc
+    title = re.search(r"<title>(.*?)</title>", html_of(instructors_book, "book/intro"))[1]
+    assert title.endswith("(instructors&#39; edition)"), title
 
 
 # ------------------------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ for name in {TOOL_DEPS!r}:
 import importlib
 for name in {CONCEPTS!r}:
     importlib.import_module("minit2i" if name == "__init__" else "minit2i." + name)
+importlib.import_module("minit2i.tools.checks")
 loaded = sorted(m for m in sys.modules if m.startswith("minit2i.tools."))
-assert loaded == [], loaded
+assert loaded == ["minit2i.tools.checks"], loaded
 print("ok")
 """
 
@@ -56,3 +57,57 @@ def test_the_commands_run_as_modules(tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         assert f"python -m {module}" in result.stdout
 
+
+# --- the checks the exercises use -----------------------------------------------------------
+
+def test_checks_say_what_was_expected_and_what_came_back():
+    import torch
+
+    from minit2i.tools.checks import CheckFailed, check, check_close, check_number
+
+    check(True, "never shown")
+    with pytest.raises(CheckFailed, match="^d_loss must be a scalar$"):
+        check(False, "d_loss must be a scalar")
+    assert issubclass(CheckFailed, AssertionError)
+    check_close(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0 + 1e-7]), "x")
+    with pytest.raises(CheckFailed, match=r"mask: expected shape \(3, 3\), got \(3,\)"):
+        check_close(torch.ones(3), torch.ones(3, 3), "mask")
+    with pytest.raises(CheckFailed, match=r"loss: expected 0.5, got 0.25$"):
+        check_close(torch.tensor(0.25), 0.5, "loss")
+    with pytest.raises(CheckFailed, match=r"largest difference is 3, at index \(1, 0\)"):
+        check_close(torch.tensor([[1.0, 2], [5, 4]]), torch.tensor([[1.0, 2], [2, 4]]), "out")
+    inf = float("inf")
+    # the largest difference is never where both sides are the same infinity
+    with pytest.raises(CheckFailed, match=r"difference is 1, at index \(1,\)"):
+        check_close(torch.tensor([-inf, 2.0]), torch.tensor([-inf, 1.0]), "bias")
+    with pytest.raises(CheckFailed, match=r"difference is inf, at index \(0,\)"):
+        check_close(torch.tensor([0.0, 1.0]), torch.tensor([-inf, 1.0]), "bias")
+    with pytest.raises(CheckFailed, match="got None; does your function return"):
+        check_close(None, 1.0, "value")
+    with pytest.raises(CheckFailed, match="got NaN"):
+        check_close(torch.tensor([float("nan")]), torch.tensor([1.0]), "h")
+    check_number(torch.tensor(6), 6, 0, "modes")
+    check_number(0.51, 0.5, 0.02, "rate")
+    with pytest.raises(CheckFailed, match=r"you report 4, but a run with the exercise's settings "
+                                          r"gives 6\. Did you set kind='hinge'\?"):
+        check_number(4, 6, 0, "modes", hint="Did you set kind='hinge'?")
+    with pytest.raises(CheckFailed, match="± 0.02"):
+        check_number(0.6, 0.5, 0.02, "rate")
+    with pytest.raises(CheckFailed, match="expected a number"):
+        check_number("6", 6, 0, "modes")
+    with pytest.raises(CheckFailed, match="expected a number"):
+        check_number(True, 1, 0, "modes")
+
+
+def test_one_thread_restores_the_thread_count():
+    import torch
+
+    from minit2i.tools.checks import one_thread
+
+    before = torch.get_num_threads()
+    with one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ZeroDivisionError), one_thread():
+        raise ZeroDivisionError("inside")
+    assert torch.get_num_threads() == before

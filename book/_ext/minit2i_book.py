@@ -1,6 +1,6 @@
 """Book pages generated at build time from files in the repository (no notebook is executed).
 
-Three MyST directives, each rendering Markdown that is parsed in place:
+Four MyST directives, each rendering Markdown that is parsed in place:
 
 - ``{minit2i-results}``: the benchmarks' JSON files (``benchmarks/results/*.json``) as tables,
   saying which came from a CPU and not a GPU;
@@ -9,24 +9,40 @@ Three MyST directives, each rendering Markdown that is parsed in place:
 - ``{minit2i-budget}``: each chapter's counted cost and expected minutes per preset and machine
   beside the measured ones, what it trains and loads, each recipe's peak memory
   (``minit2i.budget``), and which shipped checkpoints this checkout holds;
+- ``{minit2i-exercises}``: each chapter's exercises (kind, points, minutes) and how long the
+  chapter takes to run, for the instructors' page;
 - ``{minit2i-api}``: one ``automodule`` section per module of the ``minit2i`` package (the
   concepts, then the tooling in ``minit2i.tools``).
 
-Each page is rebuilt when the files it reads change. An ``autodoc-process-docstring`` hook turns
-the ``$$ ... $$`` and ``$...$`` maths of the package's docstrings into Sphinx maths, and an
-``html-page-context`` hook drops Thebe's scripts (a CDN loader the book does not use).
-``static/minit2i.css`` adjusts the theme.
+The chapters' notebooks are the key: each holds its exercises' solutions, hidden tests and
+rubrics. A ``source-read`` hook shows each chapter as its *edition* asks (the ``minit2i_edition``
+setting, from ``MINIT2I_EDITION``): the ``public`` book (the default) shows every exercise as a
+student gets it, with stubs instead of solutions and no hidden tests, rubrics or outputs; the
+``instructors`` edition shows everything (``python3 dev.py book --instructors``). After a public
+build, the notebook copies the download button offers (``_sources/``) are replaced by the public
+version, and any page that still shows a line of a solution is a build warning, so ``-W`` fails.
+
+An ``autodoc-process-docstring`` hook turns the ``$$ ... $$`` and ``$...$`` maths of the
+package's docstrings into Sphinx maths, and an ``html-page-context`` hook drops Thebe's scripts
+(a CDN loader the book does not use). ``static/minit2i.css`` adjusts the theme.
 """
 
 from __future__ import annotations
 
+import html
 import json
+import os
 import re
 from pathlib import Path
 
+import nbformat
 from docutils import nodes
 from docutils.statemachine import StringList
+from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
+
+logger = logging.getLogger(__name__)
+EDITIONS = ("public", "instructors")
 
 # A result file's fields that describe the run rather than measure something.
 RUN_FIELDS = ("device", "preset", "torch", "version", "date", "created_at", "executed_at")
@@ -179,6 +195,44 @@ def budget_markdown(root: Path, docs: set[str] | None = None) -> list[str]:
     return lines
 
 
+def _minutes(seconds) -> str:
+    return f"{float(seconds) / 60:.0f} min" if seconds else "not recorded"
+
+
+def exercises_markdown(folder: Path) -> list[str]:
+    """Per chapter: a table of its exercises (kind, points, minutes), its totals, and how long
+    the chapter itself runs on a laptop (the cpu preset's record) and on a GPU (Colab)."""
+    from minit2i.tools.assignments import exercise_table
+
+    lines = []
+    for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        rows = exercise_table(nb)
+        if not rows:
+            continue
+        record = nb.metadata.get("minit2i", {})
+        minutes = _minutes(record.get("duration_s"))
+        laptop = (f"{minutes} on a laptop (cpu preset, two cores)" if record.get("preset") == "cpu"
+                  else "not measured on a laptop")
+        colab = (f"{minutes} on Colab's GPU ({record.get('device')})"
+                 if is_gpu(record.get("device"))
+                 else "not measured on Colab's GPU (no GPU run yet)")
+        kinds = {"code": "coding", "experiment": "experiment", "written": "written, by hand"}
+        bare = [re.sub(r"^(Experiment|Written): ", "", r["title"]) for r in rows]
+        table = [{"exercise": r["label"], "title": title[:1].upper() + title[1:],
+                  "kind": kinds[r["kind"]], "points": f"{r['points']:g}",
+                  "minutes": r["minutes"] or "?"} for r, title in zip(rows, bare)]
+        auto = sum(r["points"] for r in rows if r["kind"] != "written")
+        manual = sum(r["points"] for r in rows if r["kind"] == "written")
+        lines += [f"### {notebook_title(nb, path.stem)}", "",
+                  f"{len(rows)} exercises, {auto + manual:g} points ({auto:g} graded "
+                  f"automatically, {manual:g} by hand), about "
+                  f"{sum(r['minutes'] or 0 for r in rows)} minutes of student work. Running "
+                  f"the chapter: {laptop}, {colab}.", "",
+                  *markdown_table(table)]
+    return lines or ["No chapter has exercises yet.", ""]
+
+
 def package_modules(package: Path) -> list[str]:
     """The concept modules (``minit2i.X``), then the book's tooling (``minit2i.tools.X``)."""
     names = sorted(p.stem for p in package.glob("*.py") if not p.stem.startswith("_"))
@@ -245,6 +299,14 @@ class BudgetDirective(_Generated):
         return budget_markdown(folder.parent, set(self.env.found_docs))
 
 
+class ExercisesDirective(_Generated):
+    def inputs(self):
+        return Path("notebooks"), "*.ipynb"
+
+    def markdown(self, folder):
+        return exercises_markdown(folder)
+
+
 class ApiDirective(_Generated):
     def inputs(self):
         return Path("minit2i"), "**/*.py"
@@ -306,16 +368,78 @@ def drop_thebe(app, pagename, templatename, context, doctree) -> None:
             context[key] = [asset for asset in context[key] if not thebe(asset)]
 
 
+def edition(app) -> str:
+    name = app.config.minit2i_edition
+    if name not in EDITIONS:
+        raise ValueError(f"unknown edition {name!r} (MINIT2I_EDITION); choose one of "
+                         f"{', '.join(EDITIONS)}")
+    return name
+
+
+def exercise_pages(app, docname, source) -> None:
+    """Show a chapter's exercises as the edition asks: the student version in the public book,
+    everything in the instructors' edition. The notebook on disk is not changed."""
+    if Path(app.env.doc2path(docname)).suffix != ".ipynb":
+        return
+    from minit2i.tools.assignments import instructors_version, nbgrader, public_version
+
+    nb = nbformat.reads(source[0], as_version=4)
+    if not any(nbgrader(cell) for cell in nb.cells):
+        return
+    version = public_version if edition(app) == "public" else instructors_version
+    source[0] = nbformat.writes(version(nb))
+
+
+def page_text(page: str) -> str:
+    """The text of an HTML page (code included), as a reader of the page source would see it."""
+    page = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S | re.I)
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+def public_sources(app, exception) -> None:
+    """After a public build: the notebooks under _sources/ (the download button's) become the
+    public version too, and a page that shows a line of a solution is a warning."""
+    if exception is not None or edition(app) != "public" or app.builder.format != "html":
+        return
+    from minit2i.tools.assignments import leaked_lines, nbgrader, public_version
+
+    out = Path(app.outdir)
+    for docname in sorted(app.env.found_docs):
+        path = Path(app.env.doc2path(docname))
+        if path.suffix != ".ipynb":
+            continue
+        nb = nbformat.read(path, as_version=4)
+        if not any(nbgrader(cell) for cell in nb.cells):
+            continue
+        for copy in (out / "_sources").glob(f"{docname}.ipynb*"):
+            nbformat.write(public_version(nb), copy)
+        page = out / f"{docname}.html"
+        leaks = leaked_lines(nb, page_text(page.read_text())) if page.exists() else []
+        if leaks:
+            logger.warning(f"{docname}: the public page shows {len(leaks)} line(s) of the "
+                           f"exercises' solutions, hidden tests or rubrics, e.g. {leaks[0]!r}")
+
+
+def instructors_title(app, config) -> None:
+    if config.minit2i_edition == "instructors":
+        config.html_title = f"{config.html_title or config.project} (instructors' edition)"
+
+
 def add_static(app) -> None:
     app.config.html_static_path.append(str(Path(__file__).parent / "static"))
 
 
 def setup(app):
+    app.add_config_value("minit2i_edition", os.environ.get("MINIT2I_EDITION", "public"), "env")
     app.connect("builder-inited", add_static)
+    app.connect("config-inited", instructors_title)
+    app.connect("source-read", exercise_pages)
+    app.connect("build-finished", public_sources)
     app.add_css_file("minit2i.css")
     app.add_directive("minit2i-results", ResultsDirective)
     app.add_directive("minit2i-status", StatusDirective)
     app.add_directive("minit2i-budget", BudgetDirective)
+    app.add_directive("minit2i-exercises", ExercisesDirective)
     app.add_directive("minit2i-api", ApiDirective)
     app.connect("autodoc-process-docstring", docstring_maths)
     app.connect("html-page-context", drop_thebe)

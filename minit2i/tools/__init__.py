@@ -8,8 +8,11 @@
   them (the ``grade`` command);
 - ``minit2i.tools.cli``: the command line of ``assignments``, which imports both of the above;
 - ``minit2i.tools.ship``: rebuild the checkpoints the package ships, from nothing
-  (``python -m minit2i.tools.ship --preset cpu``).
+  (``python -m minit2i.tools.ship --preset cpu``);
+- ``minit2i.tools.checks``: what the exercises' tests call to say, in words, what a check
+  expected and what it got.
 
-All but ``ship`` need ``nbformat`` and ``nbclient`` (``pip install "minit2i[tools]"``). See the
-book's page "For instructors".
+The notebook tools need ``nbformat`` and ``nbclient`` (``pip install "minit2i[tools]"``);
+``ship`` and ``checks`` need only what ``minit2i`` needs, so the chapters import ``checks``
+wherever they run. See the book's page "For instructors".
 """

@@ -14,7 +14,8 @@ time limit is interrupted and recorded as an error. If the kernel dies, or an in
 will not stop, the grader starts a fresh kernel and runs the notebook again from the top with that
 cell skipped (at most ``max_restarts`` times). Cells left when the notebook's time limit or the
 restarts run out are "not run". A grade cell scores its points when it ran without an error, and
-nothing otherwise, so a crash or an endless loop costs only the exercises whose tests it breaks.
+nothing otherwise, so a crash or an endless loop costs only the exercises whose tests it breaks;
+each failed exercise's ``detail`` says why, in words (the message of the check that failed).
 Markdown answer cells with points are listed for grading by hand. See "For instructors".
 """
 
@@ -171,6 +172,22 @@ def find_source(submission: Path, chapter: str | None, source_dir: Path) -> Path
     return found[0]
 
 
+def explain(run: dict, unanswered: bool = False) -> str:
+    """Why a grade cell lost its points, in words a student can act on. ``unanswered``: the
+    exercise's solution cell still raised the stub's NotImplementedError."""
+    ename, first = run["ename"], (run["evalue"].strip().splitlines() or [""])[0]
+    if run["status"] != "error":
+        return first[:300]
+    if ename == "NotImplementedError" or (unanswered and ename == "NameError"):
+        return "not answered yet: the exercise still raises NotImplementedError (the stub)"
+    if ename == "NameError":
+        return (f"{first}: the test needs a name that no cell defined (was a cell above not run, "
+                "or did it fail?)")[:300]
+    if ename in ("CheckFailed", "AssertionError"):
+        return (first or "a check failed (an assert without a message)")[:300]
+    return f"{ename}: {first}".strip(": ")[:300]
+
+
 def grade(submission: str | Path, source: str | Path, *, preset: str = "smoke",
           exercise_timeout: float = 60, cell_timeout: float = 300,
           notebook_timeout: float = 1200, max_restarts: int = 2, grace: float = 10,
@@ -194,13 +211,19 @@ def grade(submission: str | Path, source: str | Path, *, preset: str = "smoke",
             nbformat.write(nb, executed / submission.name)
     headings, heading, rows = exercise_headings(src), None, []
     where = {nbgrader(c).get("grade_id"): i for i, c in enumerate(nb.cells)} if nb else {}
+    unanswered = False                  # did this exercise's solution cell still raise the stub?
     for index, cell in enumerate(src.cells):
-        heading = headings.get(index, heading)
+        if index in headings:
+            heading, unanswered = headings[index], False
+        if nb is not None and is_solution(cell) and cell.cell_type == "code":
+            ran = results.get(where.get(nbgrader(cell)["grade_id"]), {})
+            unanswered = unanswered or ran.get("ename") == "NotImplementedError"
         if not is_grade(cell):
             continue
         gid, points = nbgrader(cell)["grade_id"], nbgrader(cell)["points"]
         row = {"exercise": heading["label"] if heading else gid,
                "title": heading["title"] if heading else "", "grade_id": gid,
+               "kind": heading["kind"] if heading else "code",
                "points": 0, "max_points": points}
         if cell.cell_type == "markdown" and is_solution(cell):
             row.update(status="manual", detail="a written answer: grade it by hand")
@@ -208,10 +231,8 @@ def grade(submission: str | Path, source: str | Path, *, preset: str = "smoke",
             row.update(status="not run", detail=problem)
         else:
             run = results.get(where[gid], {"status": "ok", "ename": "", "evalue": ""})
-            first = (run["evalue"].strip().splitlines() or [""])[0]
             row.update(status={"ok": "passed", "error": "failed"}.get(run["status"], run["status"]),
-                       detail=(f"{run['ename']}: {first}" if run["status"] == "error"
-                               else first).strip(": ")[:120])
+                       detail=explain(run, unanswered))
             row["points"] = points if run["status"] == "ok" else 0
         rows.append(row)
     errors = [] if nb is None else [
