@@ -1,6 +1,10 @@
 """Chapter 6's levers, measured: what each choice buys the mini DALL-E at a fixed budget.
 
     python benchmarks/dalle_levers.py --preset cpu [--variants base,no_dropout,...] [--n 256]
+    python benchmarks/dalle_levers.py --preset cpu --variants zoo     # sampling only
+
+The variant ``zoo`` trains nothing: it measures the sampling settings on the zoo's ``dalle``, the
+very model chapter 6 trains and shows (so the recipe's ``sample`` is chosen on it).
 
 Each *variant* is the preset's ``dalle`` recipe with a few settings changed (the image
 tokenizer, the model's width and depth, batch, learning rate, the number of training scenes,
@@ -37,6 +41,7 @@ OUT = Path(__file__).parent / "results" / "dalle_levers.json"
 # name -> changes to the preset's dalle recipe: "model" and "train" settings, a "tokenizer"
 # (a zoo name, or ("vqvae", {model changes}) for a VQ-VAE variant trained here), "arch".
 VARIANTS: dict[str, dict] = {
+    "zoo": {"zoo": True},
     "base": {},
     "no caption dropout": {"train": {"caption_dropout": 0.0}},
     "VQ-VAE tokens (no GAN fine-tune)": {"tokenizer": "vqvae"},
@@ -53,7 +58,10 @@ SAMPLINGS = {"T=1": Sampling(), "T=0.7": Sampling(temperature=0.7),
              "greedy": Sampling(temperature=0.0), "T=0.5, top-k 16": Sampling(0.5, 16),
              "T=0.5, guidance 1.5": Sampling(0.5, guidance=1.5),
              "T=0.5, guidance 3": Sampling(0.5, guidance=3.0),
-             "T=1, guidance 3": Sampling(1.0, guidance=3.0)}
+             "T=1, guidance 3": Sampling(1.0, guidance=3.0),
+             "T=1, guidance 3, plausible 0.1": Sampling(1.0, guidance=3.0, plausible=0.1),
+             "T=0.3, guidance 1.5, plausible 0.1": Sampling(0.3, guidance=1.5, plausible=0.1),
+             "T=0.3, guidance 3, plausible 0.1": Sampling(0.3, guidance=3.0, plausible=0.1)}
 
 
 def prompts_of(split: str, n_objects: int, n: int, seed: int = 7) -> list[str]:
@@ -103,7 +111,26 @@ def flops_per_step(model, train, vq, device) -> float:
     return float(counter.get_total_flops())
 
 
+def run_zoo(preset: str, device) -> tuple[dict, object, object, object]:
+    """The zoo's dalle (chapter 6's model) and its tokenizer, trained or loaded, untouched."""
+    model = zoo.load_or_train("dalle", preset, device=device, verbose=False)
+    vq = zoo.load_or_train(model.metrics["image_tokenizer"], preset, device=device,
+                           verbose=False)
+    train = presets.recipe("dalle", preset).train
+    out = {"tokenizer": model.metrics["image_tokenizer"], "arch": "decoder",
+           "model": vars(model.config), "train": vars(train),
+           "parameters": sum(p.numel() for p in model.parameters()),
+           "steps": model.metrics["steps_done"], "best_step": model.metrics["best_step"],
+           "train_seconds": round(model.metrics["seconds"], 1),
+           "val_image_loss": round(model.metrics["val_image_loss"], 4),
+           "heldout_image_loss": round(model.metrics["heldout_image_loss"], 4), "sampling": {}}
+    return out, model, vq, train
+
+
 def run_variant(name: str, variant: dict, preset: str, device, n: int, clip) -> dict:
+    if variant.get("zoo"):
+        out, model, vq, train = run_zoo(preset, device)
+        return measure_sampling(name, out, model, vq, train, n, clip)
     base = presets.recipe("dalle", preset).train
     tok = tokenizer_for(variant.get("tokenizer", base.tokenizer), preset)
     vq = zoo.load_or_train(tok, preset, device=device, verbose=False)
@@ -128,6 +155,11 @@ def run_variant(name: str, variant: dict, preset: str, device, n: int, clip) -> 
            "flops_per_step": per_step, "steps": steps, "train_seconds": round(seconds, 1),
            "val_image_loss": round(metrics["val_image_loss"], 4),
            "heldout_image_loss": round(metrics["heldout_image_loss"], 4), "sampling": {}}
+    return measure_sampling(name, out, model, vq, train, n, clip)
+
+
+def measure_sampling(name: str, out: dict, model, vq, train, n: int, clip) -> dict:
+    """Every setting of SAMPLINGS on n prompts of each kind, then best of 8 by CLIP."""
     sets = {"one": prompts_of("val", 1, n), "two": prompts_of("val", 2, n),
             "held": prompts_of("heldout", 1, n)}
     samplings = dict(SAMPLINGS)
@@ -157,6 +189,30 @@ def run_variant(name: str, variant: dict, preset: str, device, n: int, clip) -> 
     return out
 
 
+TASKS = ("single_object", "colour", "position", "two_objects", "colour_attribution",
+         "heldout_pairs")
+
+
+def summarise(result: dict) -> None:
+    """The short table the book's results page shows: every sampling of the chapter's model,
+    then each trained variant under its best sampling, then best of 8 by CLIP."""
+    rows = []
+    for name, v in result["variants"].items():
+        settings = v["sampling"] if name == "zoo" else {v["best_sampling"]: v["sampling"][
+            v["best_sampling"]]}
+        label = "chapter 6's model" if name == "zoo" else name
+        for key, row in settings.items():
+            rows.append({"model": label, "sampling": key,
+                         **{t: row.get(t, "") for t in TASKS}})
+        rows.append({"model": label, "sampling": f"{v['best_sampling']}, best of 8 by CLIP",
+                     **{t: v["best_of_8"].get(t, "") for t in TASKS}})
+    result["summary"] = rows
+    result["commentary"] = (
+        f"The judge's scores, {result['n_prompts_each']} prompts of each kind, one image each. "
+        "\"chapter 6's model\" is the zoo's trained dalle under every sampling setting; the other "
+        "rows are variants trained with the same compute, each under its best setting.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default=None)
@@ -183,6 +239,7 @@ def main() -> None:
         print(f"variant {name!r}", flush=True)
         result["variants"][name] = run_variant(name, VARIANTS[name], preset, device, args.n,
                                                clip)
+        summarise(result)
         write_record(result, out_path)
 
 

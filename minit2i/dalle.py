@@ -25,6 +25,8 @@ model, $s > 1$ pushes each code towards what the caption, more than the data at 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -189,6 +191,8 @@ class Sampling:
     temperature: float = 1.0
     top_k: int | None = None
     guidance: float = 1.0          # s; 1 = plain conditional sampling (needs caption dropout)
+    plausible: float = 0.0         # with guidance: only codes whose conditional probability is
+                                   # at least this fraction of the likeliest code's
     candidates: int = 1            # > 1: best of that many samples by CLIP
 
     def __post_init__(self):
@@ -198,25 +202,39 @@ class Sampling:
             raise ValueError(f"top_k must be a positive integer or None, got {self.top_k!r}")
         if self.guidance < 0:
             raise ValueError(f"guidance must be >= 0 (1 = no guidance), got {self.guidance}")
+        if not 0 <= self.plausible < 1:
+            raise ValueError(f"plausible must be in [0, 1) (0 = every code), got {self.plausible}")
         if not isinstance(self.candidates, int) or self.candidates < 1:
             raise ValueError(f"candidates must be a positive integer, got {self.candidates!r}")
 
 
-def guided_logits(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
-    """Classifier-free guidance: l_u + s (l_c - l_u), rows of logits over the same ids."""
-    return uncond + scale * (cond - uncond)
+def guided_logits(cond: torch.Tensor, uncond: torch.Tensor, scale: float,
+                  plausible: float = 0.0) -> torch.Tensor:
+    """Classifier-free guidance: l_u + s (l_c - l_u), rows of logits over the same ids.
+
+    The guided logit of a code grows with its ratio p_c / p_u, however unlikely it is: a code the
+    caption makes 100 times likelier but still has probability 1e-4 can win. With ``plausible``
+    = a > 0, only codes with p_c >= a max p_c keep their guided logit (the others get -inf),
+    the "plausibility constraint" of contrastive decoding (Li et al., 2023)."""
+    guided = uncond + scale * (cond - uncond)
+    if plausible > 0:
+        logp = torch.log_softmax(cond.float(), dim=-1)
+        floor = logp.max(dim=-1, keepdim=True).values + math.log(plausible)
+        guided = guided.masked_fill(logp < floor, float("-inf"))
+    return guided
 
 
 @torch.no_grad()
 def sample_codes(model: nn.Module, text: torch.Tensor, temperature: float = 1.0,
                  top_k: int | None = None, generator: torch.Generator | None = None,
-                 use_cache: bool = True, guidance: float = 1.0) -> torch.Tensor:
+                 use_cache: bool = True, guidance: float = 1.0, plausible: float = 0.0
+                 ) -> torch.Tensor:
     """Image codes (B, grid, grid) for captions (B, L), drawn token by token.
 
     With ``use_cache`` each step feeds only the newest code and reuses the keys and values of
     the earlier tokens; without it every step recomputes the whole sequence (same codes, slower).
     With ``guidance`` s != 1 the batch also runs with the empty caption and each code is drawn
-    from the guided logits (see ``guided_logits``).
+    from the guided logits (see ``guided_logits``, and its ``plausible``).
     """
     c = model.config
     B = text.shape[0]
@@ -231,7 +249,7 @@ def sample_codes(model: nn.Module, text: torch.Tensor, temperature: float = 1.0,
     for n in range(model.n_image):
         logits = logits.float()                                            # (B or 2B, K)
         if guided:
-            logits = guided_logits(logits[:B], logits[B:], guidance)
+            logits = guided_logits(logits[:B], logits[B:], guidance, plausible)
         code = sample_next(logits, temperature, top_k, generator)          # (B,)
         code = code.repeat(2) if guided else code                          # both halves
         codes = torch.cat([codes, code[:, None]], dim=1)
@@ -432,7 +450,7 @@ def draw(model: MiniDALLE, vq: nn.Module, prompts: list[str], n_per_prompt: int 
     for t in text.split(batch_size):
         with autocast(device):
             codes = sample_codes(model, t, s.temperature, s.top_k, generator=g,
-                                 guidance=s.guidance)
+                                 guidance=s.guidance, plausible=s.plausible)
             images.append(vq.decode_indices(codes).float().clamp(-1, 1))
     images = torch.cat(images)
     if s.candidates > 1:

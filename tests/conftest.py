@@ -8,6 +8,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+# the benchmark scripts import their shared helpers as ``from common import ...``
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 

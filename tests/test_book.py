@@ -134,7 +134,7 @@ def test_results_page_marks_cpu_runs(tmp_path):
         "device": "NVIDIA H100 80GB HBM3", "preset": "full", "scores": {"color": 0.9}}))
     text = "\n".join(minit2i_book.results_markdown(tmp_path))
     quality, speed = text.split("## Sampling speed")           # files in name order
-    assert quality.startswith("## quality") and "| dalle | 12.35 |" in speed
+    assert quality.startswith("## quality") and "| dalle | 12.3 |" in speed
     assert ":::{warning}" in speed and "on `cpu` in the `cpu` preset, not from a GPU run" in speed
     assert "warning" not in quality and "| scores.color | 0.9 |" in quality
     assert "No benchmark" in "\n".join(minit2i_book.results_markdown(tmp_path / "none"))
@@ -144,6 +144,12 @@ def test_results_page_marks_cpu_runs(tmp_path):
         "64px": {"attributes": {"shape": 1.0}, "count": 1.0}, "32px": {"count": 0.5}}})
     assert "This file comes from a run on `cpu`, not from a GPU run" in " ".join(nested)
     assert "|  | attributes.shape | count |" in nested and "| 32px |  | 0.5 |" in nested
+    # a benchmark's own short table replaces the flattened record
+    short = minit2i_book.render_result(Path("levers.json"), {
+        "device": "cpu", "commentary": "Two variants.", "variants": {"a": {"x": {"y": 1}}},
+        "summary": [{"variant": "a", "single_object": 0.61234}]})
+    assert "Two variants." in short and "| a | 0.612 |" in short
+    assert not any("x.y" in line for line in short) and "levers.json" in short[-2]
 
 
 def test_status_page_shows_each_notebooks_record(tmp_path):

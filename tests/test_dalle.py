@@ -311,6 +311,19 @@ def test_guided_logits_formula():
     torch.testing.assert_close(guided_logits(c, u, 3.0), torch.tensor([[4.0, -2.0]]))
 
 
+def test_plausibility_keeps_only_codes_the_caption_finds_likely():
+    # code 2 is 100x likelier with the caption than without, but still unlikely: guidance at
+    # s = 3 would make it the favourite; the constraint removes it and changes nothing else
+    cond = torch.log(torch.tensor([[0.6, 0.398, 0.002]]))
+    uncond = torch.log(torch.tensor([[0.5, 0.49998, 0.00002]]))
+    plain = guided_logits(cond, uncond, 3.0)
+    assert plain.argmax() == 2
+    kept = guided_logits(cond, uncond, 3.0, plausible=0.1)
+    assert torch.isinf(kept[0, 2]) and kept.argmax() == 0
+    torch.testing.assert_close(kept[0, :2], plain[0, :2])
+    torch.testing.assert_close(guided_logits(cond, uncond, 3.0, plausible=0.001), plain)
+
+
 def test_guidance_one_is_plain_sampling_and_zero_the_caption_free_model():
     model = tiny(torch.float64).eval()
     text, _ = text_and_codes()
@@ -336,6 +349,7 @@ def test_guided_sampling_with_and_without_the_cache_agree_and_reproduce():
     (dict(top_k=0), "top_k must be a positive integer or None"),
     (dict(guidance=-1.0), "guidance must be >= 0"),
     (dict(candidates=0), "candidates must be a positive integer"),
+    (dict(plausible=1.0), "plausible must be in \\[0, 1\\)"),
     (dict(temprature=1.0), "Sampling has no setting 'temprature' \\(did you mean 'temperature'"),
 ])
 def test_sampling_settings_reject_bad_values(bad, message):

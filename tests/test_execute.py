@@ -7,7 +7,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from minit2i import __version__
-from minit2i.tools.execute import NotebookFailed, execute_notebook, main
+from minit2i.tools.execute import NotebookFailed, execute_notebook, main, progress_sentence
 
 pytestmark = pytest.mark.slow  # starts a Jupyter kernel (a few seconds)
 
@@ -71,5 +71,13 @@ def test_progress_bars_are_stored_as_text(tmp_path):
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
                    for o in outputs)
     lines = [o["data"]["text/plain"] for o in outputs if "text/plain" in o.get("data", {})]
-    assert any(line.startswith("demo: 100%|") and "8/8" in line and "loss=1" in line
+    assert any(line.startswith("demo: 8/8 steps in ") and "at the end: loss=1" in line
                for line in lines), outputs
+
+
+def test_a_finished_bar_reads_as_a_sentence():
+    assert (progress_sentence("VQ-VAE: 100%", "2400/2400 [08:25<00:00,  4.80it/s, recon=0.009]")
+            == "VQ-VAE: 2400/2400 steps in 08:25 (4.80it/s); at the end: recon=0.009")
+    assert progress_sentence("demo: 40%", "4/10 [00:01<00:02,  3.9it/s]") == (
+        "demo: 4/10 steps in 00:01 (3.9it/s)")
+    assert progress_sentence("", "odd text") == "odd text"

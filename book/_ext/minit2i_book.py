@@ -50,7 +50,7 @@ RUN_FIELDS = ("device", "preset", "torch", "version", "date", "created_at", "exe
 
 def _cell(value) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.3g}"
     if isinstance(value, (list, tuple)) and all(not isinstance(v, (dict, list)) for v in value):
         return ", ".join(_cell(v) for v in value)
     if isinstance(value, (dict, list)):
@@ -101,6 +101,12 @@ def render_result(path: Path, data) -> list[str]:
                   f"This file comes from a run on {device}{preset}, not from a GPU run: its "
                   "numbers show how the code behaves, not the book's full-size results.", ":::"]
     lines.append("")
+    if isinstance(data.get("summary"), list) and data["summary"]:
+        # a benchmark that writes its own short table: show that, and leave the rest to the file
+        if data.get("commentary"):
+            lines += [str(data["commentary"]), ""]
+        lines += markdown_table(data["summary"])
+        return lines + [f"Every setting and figure of the run is in `{path.name}`.", ""]
     scalars = {}
     skip = {"title", "benchmark", "name", *RUN_FIELDS}
     for key, value in data.items():

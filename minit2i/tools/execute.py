@@ -10,7 +10,8 @@ its metadata gains a ``minit2i`` record that the book's status page shows::
      "duration_s": 212.4, "executed_at": "2025-01-01T12:00:00+00:00"}
 
 Figures are kept (the inline backend is used even where ``MPLBACKEND=Agg`` is set) and each
-progress bar (a tqdm widget) is stored as its final line of text, which the book shows offline.
+progress bar (a tqdm widget) is stored as one sentence of text (steps, time, last losses), which
+the book shows offline.
 A failing cell stops that notebook (the file is left untouched), the error names the notebook and
 the cell, and the command exits non-zero after trying the remaining notebooks.
 See the book's page "How to run this book".
@@ -61,10 +62,22 @@ def _progress_line(model_id: str, state: dict) -> str | None:
     parts = [model(ref) for ref in model(model_id).get("children", [])]
     if len(parts) != 3 or "max" not in parts[1]:
         return None
-    left, bar, right = parts
-    filled = round(20 * bar.get("value", 0) / bar["max"]) if bar["max"] else 0
-    text = f"{left.get('value', '')}|{'█' * filled}{' ' * (20 - filled)}|{right.get('value', '')}"
-    return html.unescape(re.sub(r"<[^>]+>", "", text)).replace("\xa0", " ").replace("\u2007", " ")
+    left, bar, right = (html.unescape(re.sub(r"<[^>]+>", "", str(p.get("value", ""))))
+                        .replace("\xa0", " ").replace("\u2007", " ").strip() for p in parts)
+    return progress_sentence(left, right)
+
+
+def progress_sentence(left: str, right: str) -> str:
+    """A finished tqdm bar as a sentence: ``demo: 8/8 steps in 00:03 (2.5 it/s); at the end:
+    loss=1``. (A drawn bar, frozen in a page, looks like something still running.)"""
+    desc = re.sub(r":?\s*\d+%$", "", left).strip()
+    m = re.match(r"(\d+)/(\d+)\s*\[([^<\]]*)<[^,\]]*,\s*([^,\]]*)(?:,\s*(.*))?\]", right)
+    if not m:
+        return f"{desc}: {right}" if desc else right
+    done, total, elapsed, rate, post = m.groups()
+    head = f"{desc}: " if desc else ""
+    text = f"{head}{done}/{total} steps in {elapsed.strip()} ({rate.strip()})"
+    return text + (f"; at the end: {post.strip()}" if post else "")
 
 
 def static_widgets(nb: nbformat.NotebookNode) -> None:

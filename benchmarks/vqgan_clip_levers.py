@@ -1,0 +1,193 @@
+"""Chapter 7's levers, measured: what each choice of the search buys, and where it stalls.
+
+    python benchmarks/vqgan_clip_levers.py --preset cpu [--variants recipe,empty,...] [--n 32]
+
+Each *variant* is the preset's ``vqgan_clip`` search with one thing changed: where it starts
+(random codes, or an empty canvas: every position the background's code), the cutouts (none,
+smaller crops, more of them), the number of steps, or the CLIP it climbs (an *ensemble* of
+chapter 4's two CLIPs, whose cosine is the mean of theirs). For every variant it records, on
+``n`` one-object ``val`` prompts, one image each:
+
+- the independent judge's scores (``minit2i.eval``);
+- the cosine similarity of the results with their prompts under the CLIP(s) optimised against,
+  beside the same CLIP's similarity for *real renders* of the same prompts: where the search
+  stands against what a right answer scores;
+- the same pair under a CLIP that took no part. That is ``clip_b`` when only ``clip`` guides;
+  when both guide, a third CLIP, ``clip_c`` (the same recipe, seed 2), trained here.
+
+An optimised score near the real renders' while the independent CLIP's stays far below theirs
+means the search found images that fool the CLIP it climbs (adversarial images), not the prompt.
+Results accumulate in benchmarks/results/vqgan_clip_levers.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from common import write_record
+from torch import nn
+
+from minit2i import presets, zoo
+from minit2i.clip import CLIP, distinct_scenes, train_clip
+from minit2i.config import device_name, get_device, preset_name
+from minit2i.eval import shapes_eval
+from minit2i.shapes import caption, render, to_float_image
+from minit2i.text import Tokenizer
+from minit2i.vqgan_clip import codebook, optimise, random_latent
+
+OUT = Path(__file__).parent / "results" / "vqgan_clip_levers.json"
+
+# name -> changes: "search" (SearchSettings fields), "start" ("random" or "empty"), "guide"
+VARIANTS: dict[str, dict] = {
+    "recipe": {},
+    "empty canvas start": {"start": "empty"},
+    "no cutouts": {"search": {"augment": False}},
+    "smaller crops (min_scale 0.5)": {"search": {"min_scale": 0.5}},
+    "32 cutouts": {"search": {"n_cutouts": 32}},
+    "2x steps": {"search": {"steps_factor": 2}},
+    "ensemble clip + clip_b": {"guide": ("clip", "clip_b")},
+    "ensemble, empty canvas start": {"guide": ("clip", "clip_b"), "start": "empty"},
+}
+
+
+class Ensemble(nn.Module):
+    """Several CLIPs as one: the concatenation of their unit embeddings, divided by sqrt(k), is
+    a unit vector whose cosine with another such vector is the mean of the members' cosines."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def _join(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([F.normalize(p, dim=-1) for p in parts], -1) / len(parts) ** 0.5
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        return self._join([m.encode_image(x) for m in self.members])
+
+    def encode_text(self, t: torch.Tensor) -> torch.Tensor:
+        return self._join([m.encode_text(t) for m in self.members])
+
+
+def register_clip_c() -> None:
+    """A third CLIP, the same recipe as "clip" with seed 2, for scoring ensemble searches."""
+    if "clip_c" not in presets.RECIPES:
+        presets.RECIPES["clip_c"] = {
+            p: presets.Recipe(r.model, r.train.replace(seed=2))
+            for p, r in presets.RECIPES["clip"].items()}
+        zoo.register("clip_c", zoo.ModelSpec(CLIP, train_clip))
+
+
+def empty_latent(vq: nn.Module, batch: int, generator: torch.Generator) -> torch.Tensor:
+    """Every position the code of a black image (plus a little noise to break ties)."""
+    device = next(vq.parameters()).device
+    with torch.no_grad():
+        code = vq.encode(-torch.ones(1, 3, vq.config.image_size, vq.config.image_size,
+                                     device=device))[0, 0, 0]
+    cb = codebook(vq).detach()
+    z = cb[code].view(1, -1, 1, 1).expand(batch, -1, vq.grid, vq.grid).clone()
+    return z + 0.01 * cb.std() * torch.randn(z.shape, generator=generator).to(device)
+
+
+@torch.no_grad()
+def cosine(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> float:
+    return float((F.normalize(model.encode_image(images), dim=-1)
+                  * F.normalize(model.encode_text(tokens), dim=-1)).sum(-1).mean())
+
+
+def run_variant(variant: dict, preset: str, device, n: int, batch: int) -> dict:
+    base = presets.recipe("vqgan_clip", preset).train
+    changes = dict(variant.get("search", {}))
+    steps = base.steps * changes.pop("steps_factor", 1)
+    search = base.replace(steps=steps, **changes)
+    guide_names = variant.get("guide", ("clip",))
+    vq = zoo.load_or_train("vqgan", preset, device=device, verbose=False)
+    guides = [zoo.load_or_train(g, preset, device=device, verbose=False) for g in guide_names]
+    guide = guides[0] if len(guides) == 1 else Ensemble(guides)
+    independent = "clip_b" if "clip_b" not in guide_names else "clip_c"
+    if independent == "clip_c":
+        register_clip_c()
+    judge_clip = zoo.load_or_train(independent, preset, device=device, verbose=False)
+
+    _, _, scenes = distinct_scenes("val", n, n_objects=1, seed=7)
+    prompts = [caption(s.described()) for s in scenes]
+    tokens = Tokenizer().encode_batch(prompts).to(device)
+    real = to_float_image(torch.stack([torch.from_numpy(render(s)).permute(2, 0, 1)
+                                       for s in scenes])).to(device)
+    g = torch.Generator().manual_seed(0)
+    images = []
+    start = time.perf_counter()
+    for a in range(0, n, batch):
+        with torch.no_grad():
+            text = guide.encode_text(tokens[a:a + batch])
+        b = len(text)
+        z0 = (empty_latent(vq, b, g) if variant.get("start") == "empty"
+              else random_latent(vq, b, g))
+        images.append(optimise(vq, guide, text, z0, generator=g, **vars(search))["images"])
+    seconds = time.perf_counter() - start
+    images = torch.cat(images).to(device)
+    sc = shapes_eval(images, prompts)
+    return {"search": vars(search), "start": variant.get("start", "random"),
+            "guide": "+".join(guide_names), "independent_clip": independent,
+            "seconds_per_image": round(seconds / n, 2),
+            "judge": {k: round(float(sc[k]), 4) for k in ("single_object", "colour", "position")},
+            "guide_cosine": {"results": round(cosine(guide, images, tokens), 4),
+                             "real_renders": round(cosine(guide, real, tokens), 4)},
+            "independent_cosine": {"results": round(cosine(judge_clip, images, tokens), 4),
+                                   "real_renders": round(cosine(judge_clip, real, tokens), 4)}}
+
+
+def summarise(result: dict) -> None:
+    """The short table the book's results page shows, one row per variant."""
+    result["summary"] = [
+        {"variant": name, "judge: single object": v["judge"]["single_object"],
+         "judge: colour": v["judge"]["colour"],
+         "guided CLIP: results": v["guide_cosine"]["results"],
+         "guided CLIP: real renders": v["guide_cosine"]["real_renders"],
+         "independent CLIP: results": v["independent_cosine"]["results"],
+         "independent CLIP: real renders": v["independent_cosine"]["real_renders"],
+         "s per image": v["seconds_per_image"]}
+        for name, v in result["variants"].items()]
+    result["commentary"] = (
+        f"{result['n_prompts']} one-object prompts, one search each. The CLIP columns are mean "
+        "cosine similarities with the prompts: of the CLIP(s) the search climbed, and of one that "
+        "took no part (clip_b, or clip_c when both guide), for the results and for real renders "
+        "of the same prompts.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default=None)
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated names (default: all)")
+    parser.add_argument("--n", type=int, default=32, help="one-object prompts")
+    parser.add_argument("--batch", type=int, default=16, help="prompts searched together")
+    parser.add_argument("--out", default=str(OUT))
+    args = parser.parse_args()
+    preset, device = preset_name(args.preset), get_device()
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+    out_path = Path(args.out)
+    result = json.loads(out_path.read_text()) if out_path.exists() else {}
+    if result.get("preset") not in (None, preset) or result.get("n_prompts") not in (None, args.n):
+        result = {}                                   # another preset's or size's record
+    result.update({"benchmark": "vqgan_clip_levers", "preset": preset, "device": device_name(),
+                   "n_prompts": args.n})
+    result.setdefault("variants", {})
+    for name in names:
+        print(f"variant {name!r}", flush=True)
+        result["variants"][name] = row = run_variant(VARIANTS[name], preset, device, args.n,
+                                                     args.batch)
+        print(f"  {json.dumps(row)}", flush=True)
+        summarise(result)
+        write_record(result, out_path)
+
+
+if __name__ == "__main__":
+    main()
