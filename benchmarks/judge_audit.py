@@ -5,7 +5,9 @@
 The fixture ``tests/fixtures/judge_audit/`` holds generated images of both systems (the mini
 DALL-E and VQGAN+CLIP, one- and two-object prompts) and, for each, the objects a person saw in
 it: one ``"colour shape"`` per object, with ``?`` for an attribute the eye could not tell
-(a blob between a circle and a square, a colour between cyan and green). The judge
+(a blob between a circle and a square, a colour between cyan and green), or ``nothing``. Only
+solid objects count as objects: the thin, speckled fragments of a VQGAN+CLIP image do not. The
+judge
 (``minit2i.eval.judge``) reads the same images, and this script reports how often the two agree:
 
 - **count**: the judge finds as many objects as the person;
@@ -45,7 +47,9 @@ def load(fixture: Path = FIXTURE) -> tuple[np.ndarray, list[dict]]:
 
 
 def parse_seen(seen: str) -> list[tuple[str | None, str | None]]:
-    """"red circle; ? square" -> [("red", "circle"), (None, "square")]."""
+    """"red circle; ? square" -> [("red", "circle"), (None, "square")]; "nothing" -> []."""
+    if seen.strip() == "nothing":
+        return []
     objects = []
     for part in seen.split(";"):
         colour, shape = part.split()
@@ -93,10 +97,12 @@ def main() -> None:
     meta = json.loads((FIXTURE / "labels.json").read_text())
     result = {"benchmark": "judge_audit", "device": "cpu", "labelled_by": meta["labelled_by"],
               "sources": meta["sources"], "groups": groups,
-              "summary": [{"images": name, **row} for name, row in groups.items()],
+              "summary": [{"set": name, **row} for name, row in groups.items()],
               "commentary": ("How often the judge agrees with a person who labelled generated "
                              "images by eye: the same number of objects (count), and, where the "
-                             "counts agree, the shapes and colours the eye could read.")}
+                             "counts agree, the shapes and colours the eye could read. On "
+                             "VQGAN+CLIP's speckled images the judge counts fragments that the "
+                             "eye does not call objects.")}
     print(json.dumps(groups, indent=2))
     write_record(result, args.out)
 

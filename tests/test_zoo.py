@@ -1,10 +1,13 @@
 """Train or load: cache, checkpoint format, config mismatch."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
 from minit2i import presets, zoo
+from minit2i.budget import SHIPPED
 from minit2i.config import settings
 
 
@@ -223,7 +226,9 @@ def test_a_cached_model_of_an_older_recipe_says_what_differs(cache, monkeypatch)
 
 def test_the_package_ships_only_checkpoints_of_the_current_recipes():
     # whatever minit2i/checkpoints holds must load, match its recipe and its hash
-    for path in sorted(zoo.SHIPPED_DIR.glob("*.pt")):
+    folder = Path(zoo.__file__).resolve().parent / "checkpoints"     # the real ones
+    assert sorted(p.stem for p in folder.glob("*.pt")) == sorted(f"{n}-cpu" for n in SHIPPED)
+    for path in sorted(folder.glob("*.pt")):
         name, preset = path.stem.rsplit("-", 1)
         zoo.load(path, zoo.spec(name).build, presets.recipe(name, preset).model,
                  zoo.recipe_record(name, preset), check_hash=True)
