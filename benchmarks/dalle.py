@@ -21,7 +21,7 @@ import torch
 from common import write_record
 
 from minit2i.config import device_name, get_device, preset_name
-from minit2i.dalle import Sampling, draw
+from minit2i.dalle import draw
 from minit2i.data import ShapesDataset
 from minit2i.eval import shapes_eval
 from minit2i.presets import recipe
@@ -58,11 +58,11 @@ def main() -> None:
     clip = load_or_train("clip", preset, device=device) if args.candidates > 1 else None
     sets = {"one_object": prompts_of("val", 1, args.n), "two_objects": prompts_of("val", 2, args.n),
             "heldout_pairs": prompts_of("heldout", 1, args.n)}
+    sampling = recipe("dalle", preset).sample.replace(candidates=args.candidates)
     scores, drawing = {}, 0.0
     for name, prompts in sets.items():
         t = time.perf_counter()
-        images = draw(model, vq, prompts, seed=1, sampling=Sampling(candidates=args.candidates),
-                      clip=clip)
+        images = draw(model, vq, prompts, seed=1, sampling=sampling, clip=clip)
         if device.type == "cuda":
             torch.cuda.synchronize()
         drawing += time.perf_counter() - t
@@ -71,7 +71,7 @@ def main() -> None:
     result = {
         "method": "dalle", "preset": preset, "device": device_name(),
         "image_model": model.metrics["image_tokenizer"], "n_prompts_each": args.n,
-        "candidates": args.candidates,
+        "candidates": args.candidates, "sampling": vars(sampling),
         "single_object": scores["one_object"]["single_object"],
         "two_objects": scores["two_objects"]["two_objects"],
         "position": scores["one_object"]["position"],
