@@ -17,3 +17,23 @@ def write_record(result: dict, path: str | Path) -> Path:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def chosen_variants(spec: str, known: dict) -> list[str]:
+    """The variant names of a comma-separated ``--variants`` value, each checked against
+    ``known`` (a benchmark's table of variants); an unknown one stops with the allowed names."""
+    names = [v.strip() for v in spec.split(",") if v.strip()]
+    unknown = [v for v in names if v not in known]
+    if unknown:
+        raise SystemExit(f"unknown variant {unknown[0]!r}; known: {', '.join(known)}")
+    return names
+
+
+def previous_record(path: str | Path, **same) -> dict:
+    """The record a benchmark wrote before at ``path``, to add variants to, or {} when there is
+    none or it was made with other settings (each of ``same`` must match where recorded)."""
+    path = Path(path)
+    result = json.loads(path.read_text()) if path.exists() else {}
+    if any(result.get(key) not in (None, value) for key, value in same.items()):
+        return {}
+    return result

@@ -20,10 +20,10 @@ independent judge scores them. Results accumulate in benchmarks/results/dalle_le
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
+import common
 from common import write_record
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -222,14 +222,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
     preset, device = preset_name(args.preset), get_device()
-    names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+    names = common.chosen_variants(args.variants, VARIANTS)
     out_path = Path(args.out)
-    result = json.loads(out_path.read_text()) if out_path.exists() else {}
-    if result.get("preset") not in (None, preset):
-        result = {}                                    # another preset's record: start afresh
+    result = common.previous_record(out_path, preset=preset)
     result.update({"benchmark": "dalle_levers", "preset": preset, "device": device_name(),
                    "n_prompts_each": args.n,
                    "budget": "every variant trains with the base recipe's steps x FLOPs/step"})

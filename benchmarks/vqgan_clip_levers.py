@@ -27,6 +27,7 @@ import json
 import time
 from pathlib import Path
 
+import common
 import torch
 import torch.nn.functional as F
 from common import write_record
@@ -169,14 +170,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
     preset, device = preset_name(args.preset), get_device()
-    names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+    names = common.chosen_variants(args.variants, VARIANTS)
     out_path = Path(args.out)
-    result = json.loads(out_path.read_text()) if out_path.exists() else {}
-    if result.get("preset") not in (None, preset) or result.get("n_prompts") not in (None, args.n):
-        result = {}                                   # another preset's or size's record
+    result = common.previous_record(out_path, preset=preset, n_prompts=args.n)
     result.update({"benchmark": "vqgan_clip_levers", "preset": preset, "device": device_name(),
                    "n_prompts": args.n})
     result.setdefault("variants", {})

@@ -4,6 +4,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from common import write_record  # noqa: E402  (benchmarks/ is a folder of scripts)
@@ -24,3 +26,17 @@ def test_every_benchmark_script_writes_through_common():
         assert "minit2i.tools" not in text and "minit2i.execute" not in text, script.name
         if "write_record(" in text:
             assert "from common import write_record" in text, script.name
+
+
+def test_variants_are_checked_and_records_kept_only_for_the_same_settings(tmp_path):
+    from common import chosen_variants, previous_record
+
+    assert chosen_variants(" a, b ,", {"a": 1, "b": 2}) == ["a", "b"]
+    with pytest.raises(SystemExit, match="unknown variant 'c'; known: a, b"):
+        chosen_variants("a,c", {"a": 1, "b": 2})
+    path = tmp_path / "r.json"
+    assert previous_record(path, preset="cpu") == {}
+    path.write_text(json.dumps({"preset": "cpu", "n_prompts": 16, "variants": {"x": 1}}))
+    assert previous_record(path, preset="cpu", n_prompts=16)["variants"] == {"x": 1}
+    assert previous_record(path, preset="cpu", n_prompts=32) == {}
+    assert previous_record(path, preset="full") == {}
