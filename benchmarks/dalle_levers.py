@@ -49,9 +49,14 @@ VARIANTS: dict[str, dict] = {
     "4x more scenes": {"train": {"n_train_factor": 4}},
     "lr x2": {"train": {"lr_factor": 2.0}},
     "half batch": {"train": {"batch_factor": 0.5}},
-    "wider (dim 192, 3 layers)": {"model": {"dim": 192, "depth": 3, "n_heads": 6}},
-    "deeper (dim 96, 6 layers)": {"model": {"dim": 96, "depth": 6, "n_heads": 4}},
+    "wider (dim 192 x 3 layers)": {"model": {"dim": 192, "depth": 3, "n_heads": 6}},
+    "deeper (dim 96 x 6 layers)": {"model": {"dim": 96, "depth": 6, "n_heads": 4}},
     "encoder-decoder (the article's)": {"arch": "encdec"},
+    # the article's pre-training then fine-tuning: half the budget on one-object scenes, then
+    # half on two-object scenes; the control is the base recipe (both kinds mixed from the start)
+    "pre-train on one object then fine-tune on two": {"stages": [((1,), 0.5), ((2,), 0.5)]},
+    # the same, fine-tuning on the recipe's mix instead (so one-object scenes are not forgotten)
+    "pre-train on one object then fine-tune on both": {"stages": [((1,), 0.5), ((1, 2), 0.5)]},
 }
 SAMPLINGS = {"T=1": Sampling(), "T=0.7": Sampling(temperature=0.7),
              "T=0.5": Sampling(temperature=0.5), "T=0.3": Sampling(temperature=0.3),
@@ -127,10 +132,11 @@ def run_zoo(preset: str, device) -> tuple[dict, object, object, object]:
     return out, model, vq, train
 
 
-def run_variant(name: str, variant: dict, preset: str, device, n: int, clip) -> dict:
+def run_variant(name: str, variant: dict, preset: str, device, n: int, clip,
+                samplings: dict | None = None) -> dict:
     if variant.get("zoo"):
         out, model, vq, train = run_zoo(preset, device)
-        return measure_sampling(name, out, model, vq, train, n, clip)
+        return measure_sampling(name, out, model, vq, train, n, clip, samplings)
     base = presets.recipe("dalle", preset).train
     tok = tokenizer_for(variant.get("tokenizer", base.tokenizer), preset)
     vq = zoo.load_or_train(tok, preset, device=device, verbose=False)
@@ -145,24 +151,32 @@ def run_variant(name: str, variant: dict, preset: str, device, n: int, clip) -> 
         model = build(variant, preset, vq.num_codes).to(device)
         per_step = flops_per_step(model, train, vq, device)
         steps = max(train.log_every, round(budget / per_step / train.log_every) * train.log_every)
-        train = train.replace(steps=steps, eval_every=steps)
         start = time.perf_counter()
-        metrics = train_dalle(model, train, device, preset)
+        for n_objects, fraction in variant.get("stages", [((1, 2), 1.0)]):
+            part = max(train.log_every, round(steps * fraction / train.log_every)
+                       * train.log_every)
+            metrics = train_dalle(model, train.replace(steps=part, eval_every=part,
+                                                       n_objects=n_objects), device, preset)
+        train = train.replace(steps=steps, eval_every=steps)
     seconds = time.perf_counter() - start
     out = {"tokenizer": tok, "arch": variant.get("arch", "decoder"),
+           "stages": [{"n_objects": list(o), "fraction": f}
+                      for o, f in variant.get("stages", [((1, 2), 1.0)])],
            "model": vars(model.config), "train": vars(train),
            "parameters": sum(p.numel() for p in model.parameters()),
            "flops_per_step": per_step, "steps": steps, "train_seconds": round(seconds, 1),
            "val_image_loss": round(metrics["val_image_loss"], 4),
            "heldout_image_loss": round(metrics["heldout_image_loss"], 4), "sampling": {}}
-    return measure_sampling(name, out, model, vq, train, n, clip)
+    return measure_sampling(name, out, model, vq, train, n, clip, samplings)
 
 
-def measure_sampling(name: str, out: dict, model, vq, train, n: int, clip) -> dict:
-    """Every setting of SAMPLINGS on n prompts of each kind, then best of 8 by CLIP."""
+def measure_sampling(name: str, out: dict, model, vq, train, n: int, clip,
+                     samplings: dict | None = None) -> dict:
+    """Each setting of ``samplings`` (default: all of SAMPLINGS) on n prompts of each kind, then
+    best of 8 by CLIP under the best of them."""
     sets = {"one": prompts_of("val", 1, n), "two": prompts_of("val", 2, n),
             "held": prompts_of("heldout", 1, n)}
-    samplings = dict(SAMPLINGS)
+    samplings = samplings or dict(SAMPLINGS)
     for key, s in samplings.items():
         row = {}
         for kind, prompts in sets.items():
@@ -219,10 +233,15 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="comma-separated names (default: all)")
     parser.add_argument("--n", type=int, default=256, help="prompts of each kind")
+    parser.add_argument("--samplings", default="all", choices=("all", "recipe"),
+                        help="all of SAMPLINGS, or only the recipe's sampling (quicker)")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
     preset, device = preset_name(args.preset), get_device()
     names = common.chosen_variants(args.variants, VARIANTS)
+    ours = presets.recipe("dalle", preset).sample
+    samplings = None if args.samplings == "all" else {
+        k: s for k, s in SAMPLINGS.items() if s == ours.replace(candidates=1)}
     out_path = Path(args.out)
     result = common.previous_record(out_path, preset=preset)
     result.update({"benchmark": "dalle_levers", "preset": preset, "device": device_name(),
@@ -233,7 +252,7 @@ def main() -> None:
     for name in names:
         print(f"variant {name!r}", flush=True)
         result["variants"][name] = run_variant(name, VARIANTS[name], preset, device, args.n,
-                                               clip)
+                                               clip, samplings)
         summarise(result)
         write_record(result, out_path)
 

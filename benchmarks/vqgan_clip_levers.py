@@ -52,7 +52,7 @@ VARIANTS: dict[str, dict] = {
     "32 cutouts": {"search": {"n_cutouts": 32}},
     "2x steps": {"search": {"steps_factor": 2}},
     "ensemble clip + clip_b": {"guide": ("clip", "clip_b")},
-    "ensemble, empty canvas start": {"guide": ("clip", "clip_b"), "start": "empty"},
+    "ensemble + empty canvas start": {"guide": ("clip", "clip_b"), "start": "empty"},
 }
 
 
@@ -157,7 +157,8 @@ def summarise(result: dict) -> None:
         f"{result['n_prompts']} one-object prompts, one search each. The CLIP columns are mean "
         "cosine similarities with the prompts: of the CLIP(s) the search climbed, and of one that "
         "took no part (clip_b, or clip_c when both guide), for the results and for real renders "
-        "of the same prompts.")
+        "of the same prompts. Seconds per image are wall-clock on the machine named, which may "
+        "have been shared with other jobs: compare them loosely.")
 
 
 def main() -> None:

@@ -147,7 +147,8 @@ CHAPTER_NEEDS = {
     3: Needs(trains=("vqvae",), experiments=("vq_lr_trap", "vq_fg_weight")),
     4: Needs(trains=("clip",), experiments=("clip_temperature",)),
     5: Needs(trains=("vqgan",), loads=("vqvae",), experiments=("vqgan_control", "vqgan_failure")),
-    6: Needs(trains=("dalle",), loads=("vqgan", "clip"), experiments=("dalle_sampling",)),
+    6: Needs(trains=("dalle",), loads=("vqgan", "clip"),
+             experiments=("pixelcnn", "dalle_sampling")),
     7: Needs(loads=("vqgan", "clip", "clip_b"), experiments=("search_ch7",)),
     8: Needs(loads=("dalle", "vqgan", "clip"), experiments=("search_ch8", "dalle_ch8")),
 }
@@ -164,6 +165,7 @@ NOTEBOOK_CONSTANTS = {
     "ch3_trap": dict(channels=16, batch_size=32),          # train_briefly's VQ-VAE
     "ch5_failure": dict(channels=16, batch_size=32),       # the failure runs' VQ-VAE and D
     "ch6_n_eval": {"smoke": 8, "cpu": 64, "full": 256},    # prompts per set in the scores
+    "ch6_pixelcnn_draws": 12,                              # PixelCNN images drawn and judged
     "ch7_prompts": 8, "ch7_edits": 3,                      # the search, edit and bare runs
     "ch8_compare": {"smoke": (4, 2), "cpu": (12, 3), "full": (64, 4)},   # prompts x images
 }
@@ -616,6 +618,22 @@ def _experiment(name: str, preset: str) -> Work:
         good = _vqgan_run(name, cfg, fail.good, k["batch_size"], k["channels"])
         bad = _vqgan_run(name, cfg, fail.bad, k["batch_size"], k["channels"])
         return dataclasses.replace(good + bad, host_s=fail.n_train / RENDER_PER_S)
+    if name == "pixelcnn":
+        # chapter 6's PixelCNN: trained in fp32, then drawing its images one pixel at a time
+        # (each pixel a forward pass over the whole image)
+        from .pixelcnn import PixelCNN
+        r, n = recipe(name, preset), NOTEBOOK_CONSTANTS["ch6_pixelcnn_draws"]
+        model, s = PixelCNN(r.model), r.model.image_size
+        pixels = torch.zeros(TINY, s, s, dtype=torch.long)
+        cond = torch.zeros(TINY, dtype=torch.long)
+        step = count(lambda: model.loss(pixels, cond, cond).backward(), exclude=model)
+        w = training(name, "conv", step, r.train.steps, r.train.batch_size, _n_params(model),
+                     r.train.n_train, r.train.n_train * s * s * 8)
+        with torch.no_grad():
+            draw = count(lambda: model(pixels, cond, cond)) * (s * s * n)
+        return Work(name, "conv", w.conv_flops + draw.conv, w.other_flops + draw.other,
+                    w.steps + s * s, amp=False, host_s=w.host_s + n * JUDGE_S,
+                    peak_bytes=w.peak_bytes)
     if name == "dalle_sampling":
         # chapter 6's scores: three prompt sets of n_eval, plain and best of 8 by CLIP, a
         # sweep of five settings on n_eval prompts with their diversity, and the figures
@@ -703,7 +721,7 @@ def _minutes(value: float | None) -> str:
 
 RECIPE_WORK = {"shapes_vit": "experiment", "caption_lm": "experiment", "vq_lr_trap": "experiment",
                "vq_fg_weight": "experiment", "clip_temperature": "experiment",
-               "vqgan_failure": "experiment"}
+               "vqgan_failure": "experiment", "pixelcnn": "experiment"}
 
 
 def recipe_work(name: str, preset: str) -> Work:

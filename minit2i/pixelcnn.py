@@ -22,7 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import settings
+from .data import ShapesDataset
 from .shapes import BACKGROUND, COLORS, SHAPES
+from .train import OptimizerStep, batches_from, fit
 
 PALETTE = torch.tensor([BACKGROUND, *COLORS.values()], dtype=torch.float32)   # (9, 3) 0..255
 
@@ -118,6 +120,48 @@ def condition_of(scenes) -> tuple[torch.Tensor, torch.Tensor]:
     colours = list(COLORS)
     return (torch.tensor([colours.index(s.objects[0].color) for s in scenes]),
             torch.tensor([SHAPES.index(s.objects[0].shape) for s in scenes]))
+
+
+@settings
+class PixelCNNTrain:
+    steps: int = 300
+    batch_size: int = 32
+    n_train: int = 2048          # one-object training scenes, rendered at the model's size
+    lr: float = 3e-3
+    seed: int = 0
+
+
+def one_object_pixels(split: str, n: int, size: int, seed: int = 0
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Palette indices (n, size, size) of n one-object scenes, and their colour and shape."""
+    ds = ShapesDataset(split, n, size=size, seed=seed, n_objects=1)
+    images, _, _ = ds.tensors()
+    return (palette_indices(images),
+            *condition_of([ds.scene_and_caption(i)[0] for i in range(n)]))
+
+
+def make_pixelcnn_step(model: PixelCNN, train: PixelCNNTrain, device):
+    """One Adam step on a batch ``(pixels, colour, shape)``, for ``minit2i.train.fit``."""
+    update = OptimizerStep(model.parameters(), train.lr, device=device, optimizer="adam",
+                           clip=None)
+
+    def step(batch, i):
+        model.train()
+        loss = model.loss(*batch)
+        update.update(loss)
+        return {"loss": loss.detach()}
+
+    return step
+
+
+def train_pixelcnn(model: PixelCNN, train: PixelCNNTrain, device="cpu") -> dict:
+    """Train on ``n_train`` one-object scenes; the loss (nats per pixel) and the time taken."""
+    data = one_object_pixels("train", train.n_train, model.config.image_size, train.seed)
+    batches = batches_from(*data, batch_size=train.batch_size, device=device, seed=train.seed)
+    history = fit(make_pixelcnn_step(model, train, device), batches, train.steps,
+                  log_every=max(1, train.steps // 20), desc="pixelcnn")
+    model.eval()
+    return {"steps": history.steps, "loss": history["loss"], "seconds": history.seconds}
 
 
 def receptive_field(model: PixelCNN, position: tuple[int, int]) -> np.ndarray:

@@ -16,6 +16,7 @@ from .clip import CLIPConfig, CLIPTrain
 from .config import PRESETS, preset_name, settings
 from .dalle import DALLEConfig, DALLETrain, Sampling
 from .gan import GANConfig, GANTrain
+from .pixelcnn import PixelCNNConfig, PixelCNNTrain
 from .vq import VQVAEConfig, VQVAETrain
 from .vqgan import VQGANTrain
 from .vqgan_clip import SearchSettings
@@ -237,6 +238,16 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                                   lr=6e-4, warmup=250, caption_dropout=0.1, eval_every=500,
                                   n_judge=64, patience=6),
                        Sampling(temperature=0.3, guidance=3.0, plausible=0.1)),
+    },
+    # Chapter 6's PixelCNN (pixelcnn.py): drawing 32 x 32 palette pixels one at a time, trained
+    # for about a minute on one-object scenes to show what the codes save.
+    "pixelcnn": {
+        "smoke": Recipe(PixelCNNConfig(image_size=32, channels=8, layers=2),
+                        PixelCNNTrain(steps=5, batch_size=8, n_train=64)),
+        "cpu": Recipe(PixelCNNConfig(image_size=32, channels=48, layers=5),
+                      PixelCNNTrain(steps=300, batch_size=32, n_train=2048)),
+        "full": Recipe(PixelCNNConfig(image_size=32, channels=64, layers=6),
+                       PixelCNNTrain(steps=2000, batch_size=64, n_train=20000)),
     },
     # --- chapter 7: vqgan_clip.py --------------------------------------------------------
     # Not a trained model: the search's settings (lr in codebook standard deviations).

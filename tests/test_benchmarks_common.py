@@ -40,3 +40,20 @@ def test_variants_are_checked_and_records_kept_only_for_the_same_settings(tmp_pa
     assert previous_record(path, preset="cpu", n_prompts=16)["variants"] == {"x": 1}
     assert previous_record(path, preset="cpu", n_prompts=32) == {}
     assert previous_record(path, preset="full") == {}
+
+
+def test_every_levers_variant_can_be_named_on_the_command_line():
+    # --variants is comma-separated: a name with a comma in it could never be chosen
+    import dalle_levers
+    import vqgan_clip_levers
+
+    for table in (dalle_levers.VARIANTS, vqgan_clip_levers.VARIANTS):
+        for name in table:
+            assert "," not in name, name
+            assert common_choice(name, table) == [name]
+
+
+def common_choice(name, table):
+    from common import chosen_variants
+
+    return chosen_variants(name, table)

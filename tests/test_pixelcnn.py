@@ -90,3 +90,19 @@ def test_overfits_a_batch_and_draws_the_right_colour():
         assert counts.sum() > 0 and counts.argmax() == colour[k], counts
     with pytest.raises(ValueError, match=r"\(B, 16, 16\)"):
         model(pixels[:, :8], colour, shape)
+
+
+def test_train_pixelcnn_follows_its_recipe_and_lowers_the_loss():
+    from minit2i.pixelcnn import PixelCNNTrain, one_object_pixels, train_pixelcnn
+
+    pixels, colour, shape = one_object_pixels("train", 16, 16, seed=3)
+    assert pixels.shape == (16, 16, 16) and colour.shape == shape.shape == (16,)
+    assert pixels.max() < 9 and colour.max() < 8 and shape.max() < 5
+    torch.manual_seed(0)
+    model = PixelCNN(PixelCNNConfig(image_size=16, channels=16, layers=2))
+    stats = train_pixelcnn(model, PixelCNNTrain(steps=40, batch_size=8, n_train=32))
+    assert stats["steps"][-1] == 40 and len(stats["loss"]) == len(stats["steps"])
+    assert stats["loss"][-1] < stats["loss"][0] / 2 and stats["seconds"] > 0
+    assert not model.training
+    with pytest.raises(ValueError, match="batch_size 64 is larger than the data"):
+        train_pixelcnn(model, PixelCNNTrain(steps=1, batch_size=64, n_train=32))
