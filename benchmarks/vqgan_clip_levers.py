@@ -39,7 +39,7 @@ from minit2i.config import device_name, get_device, preset_name
 from minit2i.eval import shapes_eval
 from minit2i.shapes import caption, render, to_float_image
 from minit2i.text import Tokenizer
-from minit2i.vqgan_clip import codebook, optimise, random_latent
+from minit2i.vqgan_clip import background_latent, codebook, optimise, random_latent
 
 OUT = Path(__file__).parent / "results" / "vqgan_clip_levers.json"
 
@@ -53,6 +53,10 @@ VARIANTS: dict[str, dict] = {
     "2x steps": {"search": {"steps_factor": 2}},
     "ensemble clip + clip_b": {"guide": ("clip", "clip_b")},
     "ensemble + empty canvas start": {"guide": ("clip", "clip_b"), "start": "empty"},
+    # a regulariser of the latent: a pull towards the empty canvas, so that only the positions
+    # CLIP needs leave the background (SearchSettings.prior)
+    "background prior 0.02": {"search": {"prior": 0.02}},
+    "background prior 0.1": {"search": {"prior": 0.1}},
 }
 
 
@@ -85,13 +89,9 @@ def register_clip_c() -> None:
 
 def empty_latent(vq: nn.Module, batch: int, generator: torch.Generator) -> torch.Tensor:
     """Every position the code of a black image (plus a little noise to break ties)."""
-    device = next(vq.parameters()).device
-    with torch.no_grad():
-        code = vq.encode(-torch.ones(1, 3, vq.config.image_size, vq.config.image_size,
-                                     device=device))[0, 0, 0]
-    cb = codebook(vq).detach()
-    z = cb[code].view(1, -1, 1, 1).expand(batch, -1, vq.grid, vq.grid).clone()
-    return z + 0.01 * cb.std() * torch.randn(z.shape, generator=generator).to(device)
+    z = background_latent(vq).view(1, -1, 1, 1).expand(batch, -1, vq.grid, vq.grid).clone()
+    noise = torch.randn(z.shape, generator=generator).to(z.device)
+    return z + 0.01 * codebook(vq).detach().std() * noise
 
 
 @torch.no_grad()

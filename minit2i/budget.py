@@ -850,19 +850,21 @@ def _repo() -> Path:
 
 
 # (kind, what was measured, file, how to read its seconds). A notebook pattern's matches are
-# summed; a progress bar's "[MM:SS<" is read as seconds.
+# summed; a progress bar's "[MM:SS<", or its stored sentence's "steps in MM:SS", is read as
+# seconds.
 CALIBRATION = (
-    ("gan", "shapes_gan", "notebooks/01_gan.ipynb", r"shapes_gan: 100%.*?\[(\d+):(\d+)<"),
+    ("gan", "shapes_gan", "notebooks/01_gan.ipynb",
+     r"shapes_gan: (?:100%.*?\[|\d+/\d+ steps in )(\d+):(\d+)"),
     ("conv", "vqvae", "benchmarks/results/vq.json", "models.vqvae.seconds"),
     ("conv", "vqgan", "benchmarks/results/vq.json", "models.vqgan.seconds"),
     ("conv", "vqgan_control", "notebooks/05_vqgan.ipynb", r"control fine-tuned in (\d+) s"),
     ("clip", "clip", "benchmarks/results/clip.json", "train_seconds"),
     ("clip", "clip_temperature", "notebooks/04_clip.ipynb",
-     r"(?:s = \d+|learned \(from [\d.]+\)): 100%.*?\[(\d+):(\d+)<"),
+     r"(?:s = \d+|learned \(from [\d.]+\)): (?:100%.*?\[|\d+/\d+ steps in )(\d+):(\d+)"),
     ("transformer", "dalle", "benchmarks/results/dalle.json", "pipeline_train_seconds.dalle"),
     ("small_transformer", "shapes_vit", "notebooks/02_attention.ipynb", r"trained in (\d+) s"),
     ("small_transformer", "caption_lm", "notebooks/02_attention.ipynb",
-     r"(?:causal mask|peeking\)): 100%.*?\[(\d+):(\d+)<"),
+     r"(?:causal mask|peeking\)): (?:100%.*?\[|\d+/\d+ steps in )(\d+):(\d+)"),
     ("search", "search_8", "notebooks/07_vqgan_clip.ipynb", r"steps for 8 prompts in (\d+) s"),
     ("search", "search_32", "benchmarks/results/vqgan_clip.json", "seconds"),
     ("sampling", "dalle_draw_1", "benchmarks/results/dalle.json", "1 / images_per_s"),

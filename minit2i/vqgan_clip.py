@@ -72,6 +72,14 @@ def decode_latent(vq: nn.Module, z: torch.Tensor) -> torch.Tensor:
     return vq.decoder(z_st).float().clamp(-1, 1)
 
 
+@torch.no_grad()
+def background_latent(vq: nn.Module) -> torch.Tensor:
+    """The code vector (D,) the VQGAN gives an empty (black) canvas: the Shapes background."""
+    p = next(vq.parameters())
+    black = -torch.ones(1, 3, vq.config.image_size, vq.config.image_size, device=p.device)
+    return codebook(vq).detach()[vq.encode(black)[0, 0, 0]]
+
+
 def random_latent(vq: nn.Module, batch: int, generator: torch.Generator | None = None
                   ) -> torch.Tensor:
     """A start from noise: every latent position set to a uniformly random code (B, D, h, w)."""
@@ -96,27 +104,35 @@ def chunk_size(views_per_image: int, max_views: int = MAX_VIEWS) -> int:
 
 def optimise(vq: nn.Module, clip: nn.Module, text_features: torch.Tensor, z0: torch.Tensor,
              steps: int, lr: float = 0.1, n_cutouts: int = 16, augment: bool = True,
-             min_scale: float = 0.8, noise: float = 0.1, record_every: int = 0,
-             generator: torch.Generator | None = None, max_views: int = MAX_VIEWS) -> dict:
+             min_scale: float = 0.8, noise: float = 0.1, prior: float = 0.0,
+             record_every: int = 0, generator: torch.Generator | None = None,
+             max_views: int = MAX_VIEWS) -> dict:
     """Adam on z from z0 (B, D, h, w) towards the unit text features (B, E), one per image.
 
     ``lr`` is in units of the codebook's standard deviation (so it suits any VQGAN), and z is
     clamped to the codebook's per-dimension range after each step. Without ``augment`` CLIP sees
-    the image itself, once. Each step goes through CLIP in chunks of at most ``max_views`` views
-    (see ``MAX_VIEWS``); each image's latent sees only its own loss, so the chunks' gradients
-    add up to the whole batch's. Returns ``images`` (B, 3, H, W) decoded from the final codes,
+    the image itself, once. ``prior`` > 0 adds a pull towards an empty canvas: ``prior`` times
+    the mean squared distance of the latent to the background's code (``background_latent``),
+    in codebook standard deviations, so that only positions CLIP needs leave the background.
+    Each step goes through CLIP in chunks of at most ``max_views`` views (see ``MAX_VIEWS``);
+    each image's latent sees only its own loss, so the chunks' gradients add up to the whole
+    batch's. Returns ``images`` (B, 3, H, W) decoded from the final codes,
     the per-step mean ``losses``, the final per-image ``loss`` (B,) and ``frames``
     [(step, images)] every ``record_every`` steps.
     """
     if text_features.shape[0] != z0.shape[0]:
         raise ValueError(f"one text embedding per latent: got {text_features.shape[0]} and "
                          f"{z0.shape[0]}")
+    if prior < 0:
+        raise ValueError(f"prior is a weight >= 0 (0: no pull towards the background), "
+                         f"got {prior}")
     for p in list(vq.parameters()) + list(clip.parameters()):
         p.requires_grad_(False)                    # only z is optimised
     cb = codebook(vq).detach()
     lo, hi = cb.min(0).values.view(1, -1, 1, 1), cb.max(0).values.view(1, -1, 1, 1)
     z = z0.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr * float(cb.std()))
+    empty = background_latent(vq).view(1, -1, 1, 1) if prior else None
     B, n = z.shape[0], (n_cutouts if augment else 1)
     chunks = [slice(a, min(a + chunk_size(n, max_views), B))
               for a in range(0, B, chunk_size(n, max_views))]
@@ -143,7 +159,9 @@ def optimise(vq: nn.Module, clip: nn.Module, text_features: torch.Tensor, z0: to
                 views = cutouts(images, n, min_scale, noise, draws=(draws[0][:, v], draws[1][v]))
             per_view = spherical_distance(clip.encode_image(views), target[c.start * n:c.stop * n])
             loss = per_view.view(-1, n).mean(1)                         # (b,)
-            loss.sum().backward()                  # sum: each image's latent sees its own loss
+            pull = (prior * ((z[c] - empty) / cb.std()).pow(2).mean((1, 2, 3))
+                    if prior else 0.0)
+            (loss + pull).sum().backward()         # sum: each image's latent sees its own loss
             total += float(loss.detach().sum())
         if record:
             frames.append((i, torch.cat(shown)))
@@ -171,6 +189,7 @@ class SearchSettings:
     augment: bool = True
     min_scale: float = 0.8
     noise: float = 0.1
+    prior: float = 0.0                 # pull towards the empty canvas (see optimise)
 
 
 def generate_images(prompts: list[str], seed: int = 0, steps: int | None = None, *,

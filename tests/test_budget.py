@@ -197,6 +197,9 @@ def test_the_notebooks_still_say_what_the_count_assumes():
     assert f"batch_size={k['ch5_failure']['batch_size']}" in fail
     n_eval = re.search(r"n_eval = (\{[^}]*\})\[PRESET\]", ch6).group(1)
     assert ast.literal_eval(n_eval) == k["ch6_n_eval"]
+    pairs = ast.literal_eval(re.search(r"pairs = (\[.*?\])\n", ch6, re.S).group(1))
+    per_pair = int(re.search(r"\.repeat_interleave\((\d+)\)", ch6).group(1))
+    assert len(pairs) * per_pair == k["ch6_pixelcnn_draws"]             # the PixelCNN's drawings
     compare = ast.literal_eval(re.search(r"COMPARE = (\{.*?\})\[preset\]", ch8, re.S).group(1)
                                .replace("dict(n_prompts=", "(").replace(", n_per_prompt=", ", "))
     assert compare == k["ch8_compare"]

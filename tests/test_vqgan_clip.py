@@ -1,5 +1,7 @@
 """Tests of chapter 7's VQGAN+CLIP: the spherical distance, cutouts, the optimisation."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from torch import nn
 from minit2i.clip import CLIP, CLIPConfig
 from minit2i.text import Tokenizer
 from minit2i.vqgan_clip import (
+    background_latent,
     cutouts,
     decode_latent,
     generate_images,
@@ -80,6 +83,11 @@ class TinyVQ(nn.Module):
         self.quantizer = Quantizer()
         self.decoder = nn.Sequential(nn.ConvTranspose2d(D, 16, 8, stride=8), nn.Tanh(),
                                      nn.Conv2d(16, 3, 3, padding=1))
+        self.config = SimpleNamespace(image_size=64)
+
+    def encode(self, x):
+        z = self.encoder(x)
+        return self.quantizer(z)[1].view(len(x), z.shape[2], z.shape[3])
 
 
 def test_decode_latent_is_straight_through():
@@ -131,6 +139,32 @@ def test_generate_images_smoke(cache):
         generate_images(["a red dog"], preset="smoke")
     with pytest.raises(ValueError, match="SearchSettings has no setting 'stepz'"):
         generate_images(prompts, preset="smoke", stepz=3)
+
+
+def test_the_background_prior_pulls_the_latent_towards_an_empty_canvas():
+    torch.manual_seed(0)
+    vq = TinyVQ()
+    clip = CLIP(CLIPConfig(embed_dim=16, text_dim=16, text_depth=1, text_heads=2,
+                           image_width=8)).eval()
+    with torch.no_grad():
+        text = clip.encode_text(Tokenizer().encode_batch(["a red circle", "a blue square"]))
+    empty = background_latent(vq)
+    assert empty.shape == (vq.quantizer.codebook.shape[1],)
+
+    with torch.no_grad():
+        canvas = decode_latent(vq, empty.view(1, -1, 1, 1).expand(1, -1, 8, 8))
+
+    def distance_to_empty(prior):
+        g = torch.Generator().manual_seed(0)
+        out = optimise(vq, clip, text, random_latent(vq, 2, g), steps=30, lr=0.2, n_cutouts=2,
+                       generator=g, prior=prior)
+        # the fraction of pixels drawn as the empty canvas draws them
+        return ((out["images"] - canvas).abs().amax(1) < 1e-4).float().mean()
+
+    none, strong = distance_to_empty(0.0), distance_to_empty(50.0)
+    assert strong > none and strong > 0.9          # almost every position is background again
+    with pytest.raises(ValueError, match="prior is a weight >= 0"):
+        optimise(vq, clip, text, random_latent(vq, 2), steps=1, prior=-1.0)
 
 
 def test_a_search_in_chunks_equals_one_in_a_single_batch():
