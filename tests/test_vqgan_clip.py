@@ -90,6 +90,17 @@ class TinyVQ(nn.Module):
         return self.quantizer(z)[1].view(len(x), z.shape[2], z.shape[3])
 
 
+def tiny_search_models(prompts):
+    """A TinyVQ, an untrained small CLIP and the prompts' text features, seeded."""
+    torch.manual_seed(0)
+    vq = TinyVQ()
+    clip = CLIP(CLIPConfig(embed_dim=16, text_dim=16, text_depth=1, text_heads=2,
+                           image_width=8)).eval()
+    with torch.no_grad():
+        text = clip.encode_text(Tokenizer().encode_batch(prompts))
+    return vq, clip, text
+
+
 def test_decode_latent_is_straight_through():
     torch.manual_seed(0)
     vq = TinyVQ()
@@ -105,12 +116,7 @@ def test_decode_latent_is_straight_through():
 
 
 def test_smoke_optimisation_lowers_the_loss():
-    torch.manual_seed(0)
-    vq = TinyVQ()
-    clip = CLIP(CLIPConfig(embed_dim=16, text_dim=16, text_depth=1, text_heads=2,
-                           image_width=8)).eval()
-    with torch.no_grad():
-        text = clip.encode_text(Tokenizer().encode_batch(["a red circle", "a blue square"]))
+    vq, clip, text = tiny_search_models(["a red circle", "a blue square"])
     g = torch.Generator().manual_seed(0)
     z0 = random_latent(vq, 2, g)
     with torch.no_grad():
@@ -142,12 +148,7 @@ def test_generate_images_smoke(cache):
 
 
 def test_the_background_prior_pulls_the_latent_towards_an_empty_canvas():
-    torch.manual_seed(0)
-    vq = TinyVQ()
-    clip = CLIP(CLIPConfig(embed_dim=16, text_dim=16, text_depth=1, text_heads=2,
-                           image_width=8)).eval()
-    with torch.no_grad():
-        text = clip.encode_text(Tokenizer().encode_batch(["a red circle", "a blue square"]))
+    vq, clip, text = tiny_search_models(["a red circle", "a blue square"])
     empty = background_latent(vq)
     assert empty.shape == (vq.quantizer.codebook.shape[1],)
 
@@ -170,13 +171,7 @@ def test_the_background_prior_pulls_the_latent_towards_an_empty_canvas():
 def test_a_search_in_chunks_equals_one_in_a_single_batch():
     # chunks of one, two (2 + 1) and all three images give the same images and losses: the
     # random views are drawn for the whole batch each step, each latent sees only its own loss
-    torch.manual_seed(0)
-    vq = TinyVQ()
-    clip = CLIP(CLIPConfig(embed_dim=16, text_dim=16, text_depth=1, text_heads=2,
-                           image_width=8)).eval()
-    with torch.no_grad():
-        text = clip.encode_text(Tokenizer().encode_batch(["a red circle", "a blue square",
-                                                          "a green cross"]))
+    vq, clip, text = tiny_search_models(["a red circle", "a blue square", "a green cross"])
 
     def run(max_views, augment=True):
         g = torch.Generator().manual_seed(0)
