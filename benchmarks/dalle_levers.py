@@ -153,8 +153,9 @@ def run_variant(name: str, variant: dict, preset: str, device, n: int, clip,
         model = build(variant, preset, vq.num_codes).to(device)
         per_step = flops_per_step(model, train, vq, device)
         steps = max(train.log_every, round(budget / per_step / train.log_every) * train.log_every)
+        stages = variant.get("stages", [(train.n_objects, 1.0)])   # (objects per scene, share)
         start = time.perf_counter()
-        for n_objects, fraction in variant.get("stages", [((1, 2), 1.0)]):
+        for n_objects, fraction in stages:
             part = max(train.log_every, round(steps * fraction / train.log_every)
                        * train.log_every)
             metrics = train_dalle(model, train.replace(steps=part, eval_every=part,
@@ -162,8 +163,7 @@ def run_variant(name: str, variant: dict, preset: str, device, n: int, clip,
         train = train.replace(steps=steps, eval_every=steps)
     seconds = time.perf_counter() - start
     out = {"tokenizer": tok, "arch": variant.get("arch", "decoder"),
-           "stages": [{"n_objects": list(o), "fraction": f}
-                      for o, f in variant.get("stages", [((1, 2), 1.0)])],
+           "stages": [{"n_objects": list(o), "fraction": f} for o, f in stages],
            "model": vars(model.config), "train": vars(train),
            "parameters": sum(p.numel() for p in model.parameters()),
            "flops_per_step": per_step, "steps": steps, "train_seconds": round(seconds, 1),

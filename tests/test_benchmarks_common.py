@@ -46,14 +46,9 @@ def test_every_levers_variant_can_be_named_on_the_command_line():
     # --variants is comma-separated: a name with a comma in it could never be chosen
     import dalle_levers
     import vqgan_clip_levers
+    from common import chosen_variants
 
     for table in (dalle_levers.VARIANTS, vqgan_clip_levers.VARIANTS):
         for name in table:
             assert "," not in name, name
-            assert common_choice(name, table) == [name]
-
-
-def common_choice(name, table):
-    from common import chosen_variants
-
-    return chosen_variants(name, table)
+            assert chosen_variants(name, table) == [name]
