@@ -3,9 +3,11 @@ r"""A pre-LN transformer: attention and an MLP, each on a residual branch after 
 One block computes
 
 $$
-x \leftarrow x + \mathrm{MHA}(\mathrm{LN}(x)), \qquad
-x \leftarrow x + \mathrm{MHA}(\mathrm{LN}(x), c) \ \text{(optional cross-attention)}, \qquad
-x \leftarrow x + W_2\,\mathrm{GELU}(W_1\,\mathrm{LN}(x))
+\begin{aligned}
+x &\leftarrow x + \mathrm{MHA}(\mathrm{LN}(x)), \\
+x &\leftarrow x + \mathrm{MHA}(\mathrm{LN}(x), c) \quad \text{(optional cross-attention)}, \\
+x &\leftarrow x + W_2\,\mathrm{GELU}(W_1\,\mathrm{LN}(x))
+\end{aligned}
 $$
 
 (Vaswani et al., 2017, with the LayerNorm moved in front of each branch as in GPT-2, which trains

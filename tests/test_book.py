@@ -4,7 +4,8 @@ The fast tests read the sources. The others build the book once per session into
 folder (``jupyter-book build -W -n --keep-going``: any warning fails) and check the HTML, where no
 line of an exercise's solution, hidden tests or rubric may appear; the instructors' edition is
 built too, and must show every one of them (so that check can fail). The
-``browser`` tests then open every page in headless Chromium, served from 127.0.0.1, and save a
+``browser`` tests then open every page in headless Chromium, served from 127.0.0.1 (maths typeset,
+images loaded, nothing wider than the text column, a figure on every chapter page), and save a
 screenshot of each under ``artifacts/screenshots/``. Without Chromium (or Playwright) the browser
 tests are skipped, except when ``CI`` is set: there a missing browser is a failure.
 """
@@ -135,8 +136,9 @@ def test_results_page_marks_cpu_runs(tmp_path):
     text = "\n".join(minit2i_book.results_markdown(tmp_path))
     quality, speed = text.split("## Sampling speed")           # files in name order
     assert quality.startswith("## quality") and "| dalle | 12.3 |" in speed
-    assert ":::{warning}" in speed and "on `cpu` in the `cpu` preset, not from a GPU run" in speed
-    assert "warning" not in quality and "| scores.color | 0.9 |" in quality
+    assert ":::{note}" in speed and "on `cpu` in the `cpu` preset, not from a GPU run" in speed
+    assert "warning" not in quality and "note" not in quality
+    assert "| scores.color | 0.9 |" in quality
     assert "No benchmark" in "\n".join(minit2i_book.results_markdown(tmp_path / "none"))
     assert [minit2i_book.is_gpu(d) for d in ("cpu (1 thread)", "mps", "", None, "cuda",
                                              "Tesla T4")] == [False] * 4 + [True] * 2
@@ -150,6 +152,23 @@ def test_results_page_marks_cpu_runs(tmp_path):
         "summary": [{"variant": "a", "single_object": 0.61234}]})
     assert "Two variants." in short and "| a | 0.612 |" in short
     assert not any("x.y" in line for line in short) and "levers.json" in short[-2]
+
+
+def test_every_committed_result_has_a_view_that_fits_the_column():
+    from results_views import VIEWS
+
+    for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+        assert path.stem in VIEWS, f"{path.name} has no view in book/_ext/results_views.py"
+        lines = minit2i_book.render_result(path, json.loads(path.read_text()))
+        rows = [line for line in lines if line.startswith("|")]
+        assert rows, path.name
+        assert max(line.count(" | ") + 1 for line in rows) <= 6, path.name   # columns
+        assert not [c for line in rows for c in line.split(" | ") if len(c) > 60], path.name
+        images = [line for line in lines if line.startswith("<img")]
+        assert all('src="data:image/png;base64,' in line for line in images), path.name
+        VIEWS[path.stem]({})                     # a file without the fields still renders
+    assert any("<img" in line for line in minit2i_book.results_markdown(
+        ROOT / "benchmarks" / "results")), "no plot on the results page"
 
 
 def test_status_page_shows_each_notebooks_record(tmp_path):
@@ -398,6 +417,29 @@ RAW_LATEX = r"""() => {
 }"""
 
 
+# Code, outputs, tables, figures and display maths that do not fit the text column: wider than it,
+# or wider than their own box (a line hidden behind a sideways scroll counts as cut off).
+TOO_WIDE = r"""() => {
+  const article = document.querySelector("article.bd-article") || document.body;
+  const column = article.getBoundingClientRect();
+  const found = [];
+  for (const el of article.querySelectorAll(
+      "pre, table, img, svg, mjx-container[display], div.cell_output > *")) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0) continue;
+    if (el.tagName !== "MJX-CONTAINER" && el.closest("mjx-container")) continue;
+    const over = Math.max(el.scrollWidth - el.clientWidth, box.right - column.right,
+                          column.left - box.left);
+    if (over > 1) {
+      const text = (el.textContent || el.getAttribute("src") || "").trim().split("\n")
+        .sort((a, b) => b.length - a.length)[0].slice(0, 60);
+      found.push(`${el.tagName.toLowerCase()} ${Math.round(over)} px too wide: ${text}`);
+    }
+  }
+  return found;
+}"""
+
+
 def open_page(browser, url: str):
     """A page loaded with MathJax done; returns it with the problems it reported."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -453,8 +495,11 @@ def test_every_page_in_a_browser(browser, server, built_book):
         broken = page.evaluate("""() => [...document.images]
             .filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.src)""")
         problems += [f"image not loaded: {src}" for src in broken]
+        problems += page.evaluate(TOO_WIDE)
         screenshot(page, doc.replace("/", "__"))
         if doc.startswith("notebooks/"):
+            if page.locator("div.cell_output img").count() == 0:
+                problems.append("a chapter without a single figure in its outputs")
             colab = page.locator('a[href^="https://colab.research.google.com/github/"]')
             if colab.count() == 0:
                 problems.append("no Colab launch button")

@@ -2,8 +2,9 @@
 
 Four MyST directives, each rendering Markdown that is parsed in place:
 
-- ``{minit2i-results}``: the benchmarks' JSON files (``benchmarks/results/*.json``) as tables,
-  saying which came from a CPU and not a GPU;
+- ``{minit2i-results}``: the benchmarks' JSON files (``benchmarks/results/*.json``), saying
+  which came from a CPU and not a GPU: a benchmark the book knows gets its view from
+  ``results_views.py`` (commentary, short tables, a plot), any other file generic tables;
 - ``{minit2i-status}``: how each chapter notebook's stored outputs were made (the ``minit2i``
   record that ``python -m minit2i.tools.execute`` writes into the notebook's metadata);
 - ``{minit2i-budget}``: each chapter's counted cost and expected minutes per preset and machine
@@ -38,6 +39,7 @@ from pathlib import Path
 import nbformat
 from docutils import nodes
 from docutils.statemachine import StringList
+from results_views import VIEWS  # noqa: E402  (this folder is on the path, as Sphinx loads us)
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
@@ -97,10 +99,19 @@ def render_result(path: Path, data) -> list[str]:
     if not is_gpu(data.get("device")):
         device = f"`{data['device']}`" if data.get("device") else "an unknown device"
         preset = f" in the `{data['preset']}` preset" if data.get("preset") else ""
-        lines += ["", ":::{warning}",
-                  f"This file comes from a run on {device}{preset}, not from a GPU run: its "
-                  "numbers show how the code behaves, not the book's full-size results.", ":::"]
+        if data.get("preset") == "cpu":     # the scale every chapter shows and is judged at
+            lines += ["", ":::{note}",
+                      f"This file comes from a run on {device}{preset}, not from a GPU run: the "
+                      "scale every chapter shows and every target of the book is set for. No "
+                      "GPU run of it exists yet.", ":::"]
+        else:
+            lines += ["", ":::{warning}",
+                      f"This file comes from a run on {device}{preset}, not from a GPU run: its "
+                      "numbers show how the code behaves, not the book's full-size results.",
+                      ":::"]
     lines.append("")
+    if path.stem in VIEWS:
+        return lines + VIEWS[path.stem](data)
     if isinstance(data.get("summary"), list) and data["summary"]:
         # a benchmark that writes its own short table: show that, and leave the rest to the file
         if data.get("commentary"):
