@@ -95,6 +95,26 @@ def bib_keys() -> set[str]:
     return set(re.findall(r"^@\w+\{([^,\s]+),", (ROOT / "book/references.bib").read_text(), re.M))
 
 
+def test_stored_outputs_hold_no_progress_bar_warning_or_stderr():
+    """What a reader sees under a cell: no static progress bar (the executor stores a finished
+    bar as a sentence), no stray warning, nothing on stderr."""
+    found = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        for k, cell in enumerate(nb["cells"]):
+            for out in cell.get("outputs", []):
+                text = out.get("text") or out.get("data", {}).get("text/plain", "")
+                text = "".join(text) if isinstance(text, list) else str(text)
+                where = f"{path.name}, cell {k}"
+                if out.get("name") == "stderr":
+                    found.append(f"{where}: stderr {text[:60]!r}")
+                if "\r" in text or "█" in text or re.search(r"it/s\]", text):
+                    found.append(f"{where}: a progress bar {text[:60]!r}")
+                if re.search(r"\w+Warning\b|No CUDA runtime", text):
+                    found.append(f"{where}: a warning {text[:60]!r}")
+    assert not found, "\n".join(found)
+
+
 def test_bibliography_has_every_key_the_book_cites():
     keys = bib_keys()
     assert not set(REQUIRED_KEYS) - keys
