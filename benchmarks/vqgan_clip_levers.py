@@ -5,8 +5,9 @@
 Each *variant* is the preset's ``vqgan_clip`` search with one thing changed: where it starts
 (random codes, or an empty canvas: every position the background's code), the cutouts (none,
 smaller crops, more of them), the number of steps, or the CLIP it climbs (an *ensemble* of
-chapter 4's two CLIPs, whose cosine is the mean of theirs). For every variant it records, on
-``n`` one-object ``val`` prompts, one image each:
+chapter 4's two CLIPs, whose cosine is the mean of theirs; or a CLIP trained on random crops,
+and on hard negatives: captions that differ from the true one in one attribute). For every
+variant it records, on ``n`` one-object ``val`` prompts, one image each:
 
 - the independent judge's scores (``minit2i.eval``);
 - the cosine similarity of the results with their prompts under the CLIP(s) optimised against,
@@ -57,6 +58,22 @@ VARIANTS: dict[str, dict] = {
     # CLIP needs leave the background (SearchSettings.prior)
     "background prior 0.02": {"search": {"prior": 0.02}},
     "background prior 0.1": {"search": {"prior": 0.1}},
+    # the CLIP climbed, trained otherwise (the "clip" recipe with the changes in DERIVED): on
+    # random crops, so that a cutout of the answer still scores; with hard negatives, so that a
+    # blob of the right colour but the wrong shape, size or place no longer does
+    "guide trained on crops": {"guide": ("clip_crops",)},
+    "guide trained on crops and hard negatives": {"guide": ("clip_crops_hn",)},
+    # the same with three times the steps: crops make CLIP's task harder, and at the recipe's
+    # steps the guide reads shapes worse than chapter 4's (the guide_zero_shot column)
+    "guide trained on crops and hard negatives (3x steps)": {"guide": ("clip_crops_hn_3x",)},
+}
+
+# CLIPs made here from the "clip" recipe: name -> the CLIPTrain fields changed
+DERIVED: dict[str, dict] = {
+    "clip_c": {"seed": 2},                     # scores the searches that climb clip and clip_b
+    "clip_crops": {"augment": True},
+    "clip_crops_hn": {"augment": True, "hard_negatives": True},
+    "clip_crops_hn_3x": {"augment": True, "hard_negatives": True, "steps_factor": 3},
 }
 
 
@@ -78,13 +95,15 @@ class Ensemble(nn.Module):
         return self._join([m.encode_text(t) for m in self.members])
 
 
-def register_clip_c() -> None:
-    """A third CLIP, the same recipe as "clip" with seed 2, for scoring ensemble searches."""
-    if "clip_c" not in presets.RECIPES:
-        presets.RECIPES["clip_c"] = {
-            p: presets.Recipe(r.model, r.train.replace(seed=2))
+def register_derived(name: str) -> None:
+    """Register one of DERIVED as a zoo model, so that it trains once and is cached."""
+    if name in DERIVED and name not in presets.RECIPES:
+        changes = dict(DERIVED[name])
+        factor = changes.pop("steps_factor", 1)
+        presets.RECIPES[name] = {
+            p: presets.Recipe(r.model, r.train.replace(steps=r.train.steps * factor, **changes))
             for p, r in presets.RECIPES["clip"].items()}
-        zoo.register("clip_c", zoo.ModelSpec(CLIP, train_clip))
+        zoo.register(name, zoo.ModelSpec(CLIP, train_clip))
 
 
 def empty_latent(vq: nn.Module, batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -107,11 +126,12 @@ def run_variant(variant: dict, preset: str, device, n: int, batch: int) -> dict:
     search = base.replace(steps=steps, **changes)
     guide_names = variant.get("guide", ("clip",))
     vq = zoo.load_or_train("vqgan", preset, device=device, verbose=False)
+    for g in guide_names:
+        register_derived(g)
     guides = [zoo.load_or_train(g, preset, device=device, verbose=False) for g in guide_names]
     guide = guides[0] if len(guides) == 1 else Ensemble(guides)
     independent = "clip_b" if "clip_b" not in guide_names else "clip_c"
-    if independent == "clip_c":
-        register_clip_c()
+    register_derived(independent)
     judge_clip = zoo.load_or_train(independent, preset, device=device, verbose=False)
 
     _, _, scenes = distinct_scenes("val", n, n_objects=1, seed=7)
@@ -135,6 +155,9 @@ def run_variant(variant: dict, preset: str, device, n: int, batch: int) -> dict:
     return {"search": vars(search), "start": variant.get("start", "random"),
             "guide": "+".join(guide_names), "independent_clip": independent,
             "seconds_per_image": round(seconds / n, 2),
+            # how well the climbed CLIP itself reads one-object scenes (chapter 4's zero-shot)
+            "guide_zero_shot": {k: round(float(v), 3) for g in guides[:1] if len(guides) == 1
+                                for k, v in g.metrics.items() if k.startswith("zero_shot")},
             "judge": {k: round(float(sc[k]), 4) for k in ("single_object", "colour", "position")},
             "guide_cosine": {"results": round(cosine(guide, images, tokens), 4),
                              "real_renders": round(cosine(guide, real, tokens), 4)},
@@ -151,6 +174,7 @@ def summarise(result: dict) -> None:
          "guided CLIP: real renders": v["guide_cosine"]["real_renders"],
          "independent CLIP: results": v["independent_cosine"]["results"],
          "independent CLIP: real renders": v["independent_cosine"]["real_renders"],
+         "guided CLIP's zero-shot shape": v.get("guide_zero_shot", {}).get("zero_shot_shape"),
          "s per image": v["seconds_per_image"]}
         for name, v in result["variants"].items()]
     result["commentary"] = (
