@@ -50,6 +50,10 @@ VARIANTS: dict[str, dict] = {
     "lr 1e-3 (the recipe before)": {"train": {"lr": 1e-3}},
     "lr 2e-3": {"train": {"lr": 2e-3}},
     "lr 4e-3": {"train": {"lr": 4e-3}},
+    # the same two recipes from another seed (other first weights, other scenes, same budget):
+    # how far a figure moves by chance alone, against which the levers' differences are read
+    "lr 2e-3 (seed 1)": {"train": {"lr": 2e-3, "seed": 1}},
+    "lr 4e-3 (seed 1)": {"train": {"lr": 4e-3, "seed": 1}},
     "half batch": {"train": {"batch_factor": 0.5}},
     "wider (dim 192 x 3 layers)": {"model": {"dim": 192, "depth": 3, "n_heads": 6}},
     "deeper (dim 96 x 6 layers)": {"model": {"dim": 96, "depth": 6, "n_heads": 4}},

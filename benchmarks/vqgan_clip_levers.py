@@ -3,7 +3,8 @@
     python benchmarks/vqgan_clip_levers.py --preset cpu [--variants recipe,empty,...] [--n 32]
 
 Each *variant* is the preset's ``vqgan_clip`` search with one thing changed: where it starts
-(random codes, or an empty canvas: every position the background's code), the cutouts (none,
+(random codes, an empty canvas: every position the background's code, or a grey blob: the codes
+of a grey disk in the middle), the cutouts (none,
 smaller crops, more of them), the number of steps, or the CLIP it climbs (an *ensemble* of
 chapter 4's two CLIPs, whose cosine is the mean of theirs; or a CLIP trained on random crops,
 and on hard negatives: captions that differ from the true one in one attribute). For every
@@ -48,6 +49,9 @@ OUT = Path(__file__).parent / "results" / "vqgan_clip_levers.json"
 VARIANTS: dict[str, dict] = {
     "recipe": {},
     "empty canvas start": {"start": "empty"},
+    # a start that looks like *an* object, but no particular one: a grey disk in the middle
+    "grey blob start": {"start": "blob"},
+    "ensemble + grey blob start": {"guide": ("clip", "clip_b"), "start": "blob"},
     "no cutouts": {"search": {"augment": False}},
     "smaller crops (min_scale 0.5)": {"search": {"min_scale": 0.5}},
     "32 cutouts": {"search": {"n_cutouts": 32}},
@@ -114,6 +118,22 @@ def empty_latent(vq: nn.Module, batch: int, generator: torch.Generator) -> torch
 
 
 @torch.no_grad()
+def blob_latent(vq: nn.Module, batch: int, generator: torch.Generator) -> torch.Tensor:
+    """The codes of a mid-grey disk of radius 14 px in the middle of a black canvas (between the
+    Shapes world's small and large sizes; no colour, shape or place of any prompt), plus a
+    little noise to break ties."""
+    size = vq.config.image_size
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    disk = ((yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2 <= 14 ** 2).float()
+    image = (disk * 1.0 - 1.0).expand(1, 3, size, size)         # black -1, grey 0
+    p = next(vq.parameters())
+    codes = vq.encode(image.to(p.device))                        # (1, h, w)
+    z = codebook(vq).detach()[codes].permute(0, 3, 1, 2).expand(batch, -1, -1, -1).clone()
+    noise = torch.randn(z.shape, generator=generator).to(z.device)
+    return z + 0.01 * codebook(vq).detach().std() * noise
+
+
+@torch.no_grad()
 def cosine(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> float:
     return float((F.normalize(model.encode_image(images), dim=-1)
                   * F.normalize(model.encode_text(tokens), dim=-1)).sum(-1).mean())
@@ -146,8 +166,8 @@ def run_variant(variant: dict, preset: str, device, n: int, batch: int) -> dict:
         with torch.no_grad():
             text = guide.encode_text(tokens[a:a + batch])
         b = len(text)
-        z0 = (empty_latent(vq, b, g) if variant.get("start") == "empty"
-              else random_latent(vq, b, g))
+        starts = {"empty": empty_latent, "blob": blob_latent}
+        z0 = starts.get(variant.get("start"), random_latent)(vq, b, g)
         images.append(optimise(vq, guide, text, z0, generator=g, **vars(search))["images"])
     seconds = time.perf_counter() - start
     images = torch.cat(images).to(device)

@@ -91,18 +91,16 @@ MACHINES = {
     # Two CPU cores, float32: each kind's rate is fitted to the committed cpu-preset runs of
     # that kind (CALIBRATION below; `python -m minit2i.budget --calibrate` refits them
     # from the repository's notebooks and benchmark files, and tests/test_budget.py checks
-    # these figures against it). The spread is real: convolutions at 64x64 run through oneDNN
-    # at 150 GFLOP/s and the DALL-E's 128-wide matrices nearly as fast, while the CLIP's narrow
-    # full-resolution CNN spends its time in element-wise work and small operations that the
-    # FLOP count does not see. Most of those runs shared the two cores with another job, and a
-    # second PyTorch process on two cores can slow one tenfold or more: chapter 2's small
-    # transformers ran at 4.4 GFLOP/s shared and at 114 GFLOP/s alone (its committed run, 64 s
-    # in all, against 21 minutes shared). Only that rate is refitted so far; the others come
-    # from shared runs (chapter 4's four equal temperature runs took 2:16 to 4:28), so a quiet
-    # laptop is likely faster than they say, and `--calibrate` does not yet agree with them.
+    # these figures against it). The spread is real: the DALL-E's 128-wide matrices run at
+    # 166 GFLOP/s and the convolutions of the tokenizers and the GAN at about 100, while the
+    # CLIP's narrow full-resolution CNN (41) and the search through it (26) spend their time in
+    # element-wise work and small operations that the FLOP count does not see. Every run behind
+    # these rates had the two cores to itself: a second PyTorch process on two cores slows one
+    # tenfold or more (chapter 4's CLIP temperature runs took 2-4 minutes each shared, 10-12 s
+    # alone), so a figure from a shared machine says nothing about a laptop.
     "laptop": Machine("a laptop (2 CPU cores, fp32)",
-                      {"conv": 156e9, "gan": 53e9, "clip": 12e9, "transformer": 158e9,
-                       "small_transformer": 114e9, "search": 32e9, "sampling": 65e9},
+                      {"conv": 102e9, "gan": 108e9, "clip": 41e9, "transformer": 166e9,
+                       "small_transformer": 114e9, "search": 26e9, "sampling": 33e9},
                       fp32_rate=None, step_s=0.0, token_s=0.0, noise_per_s=150e6),
     # Colab's T4: 65 TFLOP/s fp16 tensor-core peak, 8.1 fp32 (no TF32). Assumed: 6 TFLOP/s
     # on convolutions and 10 on matrix products under fp16 autocast (batches of 32-512 small
@@ -178,7 +176,7 @@ NOTEBOOK_CONSTANTS = {
 # that run, at least REST_FLOOR_S (`--calibrate` prints them afresh). Taken as the same on
 # every machine: most of it is CPU work (the ring experiments, the judge, rendering), so a GPU
 # is unlikely to be slower.
-REST_S = {1: 193, 2: 16, 3: 14, 4: 10, 5: 32, 6: 37, 7: 10, 8: 10}
+REST_S = {1: 127, 2: 16, 3: 13, 4: 22, 5: 27, 6: 10, 7: 10, 8: 10}
 REST_FLOOR_S = 10        # a chapter whose count covers its whole measured time still has cells
 
 
@@ -884,7 +882,7 @@ def recipes_fingerprint(preset: str = "cpu") -> str:
 
 # The cpu recipes the committed runs above were made with (recipes_fingerprint("cpu")): once the
 # recipes change, the runs must be made again before the calibration can be checked against them.
-CALIBRATED_WITH = "766c0852475b"
+CALIBRATED_WITH = "965d91645c8b"
 
 
 def _outputs_text(path: Path) -> str:
