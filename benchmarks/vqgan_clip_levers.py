@@ -110,11 +110,16 @@ def register_derived(name: str) -> None:
         zoo.register(name, zoo.ModelSpec(CLIP, train_clip))
 
 
+def jittered(vq: nn.Module, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """z plus a little noise (1 % of the codebook's spread), to break ties between prompts."""
+    noise = torch.randn(z.shape, generator=generator).to(z.device)
+    return z + 0.01 * codebook(vq).detach().std() * noise
+
+
 def empty_latent(vq: nn.Module, batch: int, generator: torch.Generator) -> torch.Tensor:
     """Every position the code of a black image (plus a little noise to break ties)."""
     z = background_latent(vq).view(1, -1, 1, 1).expand(batch, -1, vq.grid, vq.grid).clone()
-    noise = torch.randn(z.shape, generator=generator).to(z.device)
-    return z + 0.01 * codebook(vq).detach().std() * noise
+    return jittered(vq, z, generator)
 
 
 @torch.no_grad()
@@ -129,8 +134,7 @@ def blob_latent(vq: nn.Module, batch: int, generator: torch.Generator) -> torch.
     p = next(vq.parameters())
     codes = vq.encode(image.to(p.device))                        # (1, h, w)
     z = codebook(vq).detach()[codes].permute(0, 3, 1, 2).expand(batch, -1, -1, -1).clone()
-    noise = torch.randn(z.shape, generator=generator).to(z.device)
-    return z + 0.01 * codebook(vq).detach().std() * noise
+    return jittered(vq, z, generator)
 
 
 @torch.no_grad()
