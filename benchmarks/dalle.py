@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from common import write_record
 
-from minit2i.config import device_name, get_device, preset_name
+from minit2i.budget import laptop_seconds
+from minit2i.config import device_name, get_device, matmul_gflops, preset_name
 from minit2i.dalle import draw
 from minit2i.data import ShapesDataset
 from minit2i.eval import shapes_eval
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dalle.json"))
     args = parser.parse_args()
     preset, device = preset_name(args.preset), get_device()
+    reading = matmul_gflops() if device.type == "cpu" else None
 
     start = time.perf_counter()
     model = load_or_train("dalle", preset, device=device)            # trains the tokenizer too
@@ -51,10 +53,26 @@ def main() -> None:
     # Training time of the whole pipeline, from the checkpoints (also when they were loaded):
     # the transformer, its tokenizer, and the VQ-VAE a VQGAN was fine-tuned from.
     vq_name = model.metrics["image_tokenizer"]
-    parts = {"dalle": model.metrics.get("seconds"), vq_name: vq.metrics.get("seconds")}
+    # Each part's seconds are those of the machine that trained it; laptop_seconds scales them
+    # by the speed reading it recorded (none: the budget's laptop itself).
+    models = {"dalle": model, vq_name: vq}
     start_from = getattr(recipe(vq_name, preset).train, "init_from", None)
     if start_from:
-        parts[start_from] = load_or_train(start_from, preset, verbose=False).metrics.get("seconds")
+        models[start_from] = load_or_train(start_from, preset, verbose=False)
+    parts = {k: m.metrics.get("seconds") for k, m in models.items()}
+    readings = {k: m.metrics.get("matmul_gflops") for k, m in models.items()}
+    # The tokenizers' seconds as benchmarks/vq.py measured them when it trained the same
+    # recipes (a shipped checkpoint keeps the seconds of the run that made it, which may have
+    # shared the machine): the figure of record for the tokenizers.
+    vq_record = Path(__file__).parent / "results" / "vq.json"
+    if vq_record.is_file():
+        record = json.loads(vq_record.read_text())
+        if record.get("preset") == preset:
+            for k in parts:
+                if k != "dalle" and record.get("models", {}).get(k, {}).get("seconds"):
+                    parts[k] = record["models"][k]["seconds"]
+                    readings[k] = record.get("matmul_gflops")
+    laptop = {k: laptop_seconds(parts[k], readings[k]) for k in parts if parts[k]}
     clip = load_or_train("clip", preset, device=device) if args.candidates > 1 else None
     sets = {"one_object": prompts_of("val", 1, args.n), "two_objects": prompts_of("val", 2, args.n),
             "heldout_pairs": prompts_of("heldout", 1, args.n)}
@@ -81,7 +99,11 @@ def main() -> None:
         "train_or_load_seconds": round(trained, 1),
         "pipeline_train_seconds": {**{k: round(v, 1) for k, v in parts.items() if v},
                                    "total": round(sum(v for v in parts.values() if v), 1)},
+        "pipeline_train_readings": readings,
+        "pipeline_laptop_seconds": {**{k: round(v, 1) for k, v in laptop.items()},
+                                    "total": round(sum(laptop.values()), 1)},
         "images_per_s": round(3 * args.n / drawing, 2),
+        "matmul_gflops": reading,       # this machine's speed, for images_per_s
         "best_step": model.metrics.get("best_step"),
         "target_full": {"single_object": 0.98, "two_objects": 0.90, "position": 0.95,
                         "colour_attribution": 0.90, "heldout_pairs": 0.85,

@@ -4,8 +4,9 @@
 
 Each *variant* is the preset's ``vqgan_clip`` search with one thing changed: where it starts
 (random codes, an empty canvas: every position the background's code, or a grey blob: the codes
-of a grey disk in the middle), the cutouts (none,
-smaller crops, more of them), the number of steps, or the CLIP it climbs (an *ensemble* of
+of a grey disk in the middle), the cutouts (none, smaller crops, more of them), the number of
+steps, a regulariser of the latent (a pull towards the empty canvas, or towards what chapter 6's
+caption-free DALL-E expects), or the CLIP it climbs (an *ensemble* of
 chapter 4's two CLIPs, whose cosine is the mean of theirs; or a CLIP trained on random crops,
 and on hard negatives: captions that differ from the true one in one attribute). For every
 variant it records, on ``n`` one-object ``val`` prompts, one image each:
@@ -62,6 +63,12 @@ VARIANTS: dict[str, dict] = {
     # CLIP needs leave the background (SearchSettings.prior)
     "background prior 0.02": {"search": {"prior": 0.02}},
     "background prior 0.1": {"search": {"prior": 0.1}},
+    # a prior over whole code grids, learnt from real scenes: a pull towards what chapter 6's
+    # DALL-E, without a caption, expects at each position given the codes before it
+    # (SearchSettings.dalle_prior). It knows what Shapes scenes look like, not the prompt.
+    "DALL-E prior 0.1": {"search": {"dalle_prior": 0.1}},
+    "DALL-E prior 0.5": {"search": {"dalle_prior": 0.5}},
+    "DALL-E prior 2": {"search": {"dalle_prior": 2.0}},
     # the CLIP climbed, trained otherwise (the "clip" recipe with the changes in DERIVED): on
     # random crops, so that a cutout of the answer still scores; with hard negatives, so that a
     # blob of the right colour but the wrong shape, size or place no longer does
@@ -154,6 +161,11 @@ def run_variant(variant: dict, preset: str, device, n: int, batch: int) -> dict:
         register_derived(g)
     guides = [zoo.load_or_train(g, preset, device=device, verbose=False) for g in guide_names]
     guide = guides[0] if len(guides) == 1 else Ensemble(guides)
+    code_model = None
+    if search.dalle_prior:
+        code_model = zoo.load_or_train("dalle", preset, device=device, verbose=False)
+        if code_model.metrics.get("image_tokenizer") != "vqgan":
+            raise ValueError("the DALL-E prior must draw the search's VQGAN codes")
     independent = "clip_b" if "clip_b" not in guide_names else "clip_c"
     register_derived(independent)
     judge_clip = zoo.load_or_train(independent, preset, device=device, verbose=False)
@@ -172,7 +184,8 @@ def run_variant(variant: dict, preset: str, device, n: int, batch: int) -> dict:
         b = len(text)
         starts = {"empty": empty_latent, "blob": blob_latent}
         z0 = starts.get(variant.get("start"), random_latent)(vq, b, g)
-        images.append(optimise(vq, guide, text, z0, generator=g, **vars(search))["images"])
+        images.append(optimise(vq, guide, text, z0, generator=g, code_model=code_model,
+                               **vars(search))["images"])
     seconds = time.perf_counter() - start
     images = torch.cat(images).to(device)
     sc = shapes_eval(images, prompts)

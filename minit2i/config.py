@@ -20,6 +20,7 @@ import difflib
 import functools
 import os
 import random
+import time
 
 import numpy as np
 import torch
@@ -170,3 +171,17 @@ def describe(preset: str | None = None) -> str:
     precision = str(dtype).replace("torch.", "") if dtype else "float32"
     return (f"device: {device.type}{gpu}, precision: {precision}, "
             f"preset: {preset_name(preset)}")
+
+
+def matmul_gflops(seconds: float = 2.0, n: int = 1024) -> float:
+    """This machine's speed on the threads in force: GFLOP/s of fp32 (n x n) @ (n x n) products
+    for about ``seconds`` (a reading to set beside a run's seconds, not a benchmark)."""
+    g = torch.Generator().manual_seed(0)             # leaves the global random state alone
+    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+    for _ in range(2):
+        a @ b                                              # warm-up
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return round(2 * n**3 * count / (time.perf_counter() - start) / 1e9, 1)

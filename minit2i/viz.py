@@ -22,9 +22,11 @@ def image_grid(images, captions: Sequence[str] | None = None, ncols: int = 8,
     nrows = math.ceil(n / ncols)
     wrapped = [_wrap(c, wrap) for c in captions] if captions is not None else None
     lines = max((w.count("\n") + 1 for w in wrapped), default=0) if wrapped else 0
-    extra = 0.2 * lines                                   # room above each image for its caption
-    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, (scale + extra) * nrows),
-                             squeeze=False)
+    extra = 0.13 * lines                                  # room above each image for its caption
+    # constrained layout keeps every caption clear of the row above it (tight_layout let a
+    # second row's captions run into the first row's images)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, layout="constrained",
+                             figsize=(scale * ncols, (scale + extra) * nrows + 0.4 * bool(title)))
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < n:
@@ -33,7 +35,6 @@ def image_grid(images, captions: Sequence[str] | None = None, ncols: int = 8,
                 ax.set_title(wrapped[k], fontsize=6.5)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 

@@ -88,6 +88,22 @@ def random_latent(vq: nn.Module, batch: int, generator: torch.Generator | None =
     return cb[idx.to(cb.device)].permute(0, 3, 1, 2).contiguous()
 
 
+@torch.no_grad()
+def expected_codes(model: nn.Module, codes: torch.Tensor, cb: torch.Tensor) -> torch.Tensor:
+    """What a caption-free DALL-E expects at each position: (B, D, h, w), the mean code vector
+    under its next-code distribution given the codes (B, h, w) before that position.
+
+    One teacher-forced pass of chapter 6's transformer with the empty caption (its
+    ``caption_dropout`` trained that image model): position n gets sum_k p(k | codes < n) c_k.
+    """
+    B, h, w = codes.shape
+    V, L = model.config.text_vocab, model.config.text_len
+    seq = model.joint(model.empty_text(B, codes.device), codes)
+    logits = model(seq[:, :-1])[:, L - 1:, V:]                            # (B, h w, K)
+    mean = logits.float().softmax(-1) @ cb                                # (B, h w, D)
+    return mean.transpose(1, 2).reshape(B, -1, h, w)
+
+
 # Views (images x cutouts) through CLIP in one forward and backward. A search of more images
 # runs in chunks of whole images, one after the other within each step (their gradients summed
 # before Adam's step), so its activations stay those of one chunk: under SEARCH_PEAK_GIB in
@@ -105,6 +121,7 @@ def chunk_size(views_per_image: int, max_views: int = MAX_VIEWS) -> int:
 def optimise(vq: nn.Module, clip: nn.Module, text_features: torch.Tensor, z0: torch.Tensor,
              steps: int, lr: float = 0.1, n_cutouts: int = 16, augment: bool = True,
              min_scale: float = 0.8, noise: float = 0.1, prior: float = 0.0,
+             dalle_prior: float = 0.0, code_model: nn.Module | None = None,
              record_every: int = 0, generator: torch.Generator | None = None,
              max_views: int = MAX_VIEWS) -> dict:
     """Adam on z from z0 (B, D, h, w) towards the unit text features (B, E), one per image.
@@ -114,6 +131,9 @@ def optimise(vq: nn.Module, clip: nn.Module, text_features: torch.Tensor, z0: to
     the image itself, once. ``prior`` > 0 adds a pull towards an empty canvas: ``prior`` times
     the mean squared distance of the latent to the background's code (``background_latent``),
     in codebook standard deviations, so that only positions CLIP needs leave the background.
+    ``dalle_prior`` > 0 adds a pull of the same form towards what a caption-free mini DALL-E
+    ``code_model`` (chapter 6's, on the same VQGAN's codes) expects at each position given the
+    codes before it (``expected_codes``): a prior over whole code grids, learnt from real scenes.
     Each step goes through CLIP in chunks of at most ``max_views`` views (see ``MAX_VIEWS``);
     each image's latent sees only its own loss, so the chunks' gradients add up to the whole
     batch's. Returns ``images`` (B, 3, H, W) decoded from the final codes,
@@ -126,7 +146,16 @@ def optimise(vq: nn.Module, clip: nn.Module, text_features: torch.Tensor, z0: to
     if prior < 0:
         raise ValueError(f"prior is a weight >= 0 (0: no pull towards the background), "
                          f"got {prior}")
-    for p in list(vq.parameters()) + list(clip.parameters()):
+    if dalle_prior < 0:
+        raise ValueError(f"dalle_prior is a weight >= 0 (0: no DALL-E prior), got {dalle_prior}")
+    if dalle_prior and code_model is None:
+        raise ValueError("dalle_prior > 0 needs code_model: a mini DALL-E trained on this "
+                         "VQGAN's codes (zoo 'dalle')")
+    if dalle_prior and code_model.config.num_codes != codebook(vq).shape[0]:
+        raise ValueError(f"code_model draws {code_model.config.num_codes} codes but the VQGAN "
+                         f"has {codebook(vq).shape[0]}: use a DALL-E trained on this VQGAN")
+    for p in list(vq.parameters()) + list(clip.parameters()) + (
+            list(code_model.parameters()) if dalle_prior else []):
         p.requires_grad_(False)                    # only z is optimised
     cb = codebook(vq).detach()
     lo, hi = cb.min(0).values.view(1, -1, 1, 1), cb.max(0).values.view(1, -1, 1, 1)
@@ -161,6 +190,11 @@ def optimise(vq: nn.Module, clip: nn.Module, text_features: torch.Tensor, z0: to
             loss = per_view.view(-1, n).mean(1)                         # (b,)
             pull = (prior * ((z[c] - empty) / cb.std()).pow(2).mean((1, 2, 3))
                     if prior else 0.0)
+            if dalle_prior:
+                zc = z[c].detach()
+                codes = vq.quantizer(zc)[1].view(len(zc), *zc.shape[2:])        # (b, h, w)
+                expected = expected_codes(code_model, codes, cb)
+                pull = pull + dalle_prior * ((z[c] - expected) / cb.std()).pow(2).mean((1, 2, 3))
             (loss + pull).sum().backward()         # sum: each image's latent sees its own loss
             total += float(loss.detach().sum())
         if record:
@@ -190,6 +224,12 @@ class SearchSettings:
     min_scale: float = 0.8
     noise: float = 0.1
     prior: float = 0.0                 # pull towards the empty canvas (see optimise)
+    dalle_prior: float = 0.0           # pull towards a caption-free DALL-E's codes (optimise)
+
+    def __post_init__(self):
+        for name in ("prior", "dalle_prior"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} is a weight >= 0 (0: off), got {getattr(self, name)}")
 
 
 def generate_images(prompts: list[str], seed: int = 0, steps: int | None = None, *,
@@ -221,5 +261,8 @@ def generate_images(prompts: list[str], seed: int = 0, steps: int | None = None,
             z0 = vq.encoder(init_images.to(device))
         else:
             z0 = random_latent(vq, len(prompts), g)
-    out = optimise(vq, clip, text, z0, generator=g, **vars(search))
+    code_model = None
+    if search.dalle_prior:
+        code_model = load_or_train("dalle", preset, device=device, verbose=False)
+    out = optimise(vq, clip, text, z0, generator=g, code_model=code_model, **vars(search))
     return to_uint8_image(out["images"]).permute(0, 2, 3, 1).numpy()

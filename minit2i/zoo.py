@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import PRESETS, get_device, preset_name, seeded
+from .config import PRESETS, get_device, matmul_gflops, preset_name, seeded
 from .presets import recipe
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -264,6 +264,9 @@ def load_or_train(name: str, preset: str | None = None, *, device: torch.device 
         with seeded(r.train.seed):               # same recipe, same weights, whatever ran before
             model = s.build(r.model).to(device)
             metrics = s.train(model, r.train, device, preset) or {}
+        if preset != "smoke" and next(model.parameters()).device.type == "cpu":
+            # the machine's speed beside the training seconds (minit2i.budget.laptop_seconds)
+            metrics["matmul_gflops"] = matmul_gflops()
         save(model, r.model, path, metrics, record)
     model = model.to(device)
     model.metrics = metrics

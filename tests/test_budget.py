@@ -291,3 +291,48 @@ def test_the_fingerprint_follows_the_cpu_recipes(monkeypatch):
     monkeypatch.setitem(RECIPES["vqvae"], "cpu",
                         presets.Recipe(r.model, r.train.replace(steps=r.train.steps + 1)))
     assert budget.recipes_fingerprint("cpu") != before
+
+
+# ---- runs on other machines --------------------------------------------------------------------
+
+def test_a_runs_seconds_are_scaled_to_the_laptop_by_its_machine_reading(tmp_path):
+    half = budget.LAPTOP_MATMUL_GFLOPS / 2                  # a machine half as fast
+    assert budget.laptop_seconds(100.0, None) == 100.0      # no reading: the laptop's own run
+    assert budget.laptop_seconds(100.0, half) == pytest.approx(50.0)
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "r.json").write_text(json.dumps(
+        {"matmul_gflops": half, "seconds": 80.0, "images_per_s": 4.0,
+         "pipeline_laptop_seconds": {"dalle": 30.0}}))
+    assert budget.measured_seconds("benchmarks/r.json", "seconds", tmp_path) == pytest.approx(40)
+    assert budget.measured_seconds("benchmarks/r.json", "1 / images_per_s",
+                                   tmp_path) == pytest.approx(0.125)
+    # a key path already in laptop seconds (scaled part by part where it was written) stays
+    assert budget.measured_seconds("benchmarks/r.json", "pipeline_laptop_seconds.dalle",
+                                   tmp_path) == 30.0
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    nb = {"cells": [{"cell_type": "code", "source": "", "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": "trained in 60 s\n"}]}],
+        "metadata": {"minit2i": {"preset": "cpu", "duration_s": 600.0, "matmul_gflops": half}}}
+    (notebooks / f"{budget.CHAPTERS[2]}.ipynb").write_text(json.dumps(nb))
+    assert budget.measured_seconds(f"notebooks/{budget.CHAPTERS[2]}.ipynb",
+                                   r"trained in (\d+) s", tmp_path) == pytest.approx(30)
+    assert budget.measured_minutes(2, tmp_path) == ("cpu", pytest.approx(5.0))
+    table = "\n".join(budget.markdown(("cpu",), tmp_path))
+    assert "chapter 2, 10.0 min on a machine reading" in table
+    # a run that loaded the model its chapter trains from an empty cache says so in the table
+    nb["cells"][0]["outputs"][0]["text"] = "loaded shapes_gan (cpu) from the cache: x.pt\n"
+    nb["metadata"]["minit2i"] = {"preset": "cpu", "duration_s": 60.0}
+    (notebooks / f"{budget.CHAPTERS[1]}.ipynb").write_text(json.dumps(nb))
+    assert budget.loaded_own_models(1, tmp_path) == ["shapes_gan"]
+    assert "| 1.0 (loaded shapes_gan) |" in "\n".join(budget.markdown(("cpu",), tmp_path))
+
+
+def test_the_machine_reading_is_a_positive_rate_and_leaves_the_random_state_alone():
+    from minit2i.config import matmul_gflops
+
+    torch.manual_seed(3)
+    before = torch.rand(1)
+    torch.manual_seed(3)
+    reading = matmul_gflops(seconds=0.05, n=256)
+    assert reading > 0 and torch.rand(1) == before

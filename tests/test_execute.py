@@ -37,7 +37,9 @@ def test_runs_in_place_with_preset_cwd_and_record(tmp_path, monkeypatch):
     assert any("image/png" in out.get("data", {}) for out in nb.cells[3].outputs)
     meta = nb.metadata["minit2i"]
     assert meta == record
-    assert set(meta) == {"preset", "device", "torch", "version", "duration_s", "executed_at"}
+    assert set(meta) == {"preset", "device", "torch", "version", "duration_s", "matmul_gflops",
+                         "executed_at"}
+    assert meta["matmul_gflops"] is None            # the speed is read only for real runs
     assert meta["preset"] == "smoke" and meta["version"] == __version__
     assert meta["device"] == "cpu" and meta["duration_s"] >= 0
     assert meta["executed_at"].endswith("+00:00")

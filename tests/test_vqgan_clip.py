@@ -194,3 +194,43 @@ def test_chunk_size_keeps_whole_images_under_the_bound():
     from minit2i.vqgan_clip import MAX_VIEWS, chunk_size
     assert chunk_size(16) * 16 <= MAX_VIEWS and chunk_size(16) == MAX_VIEWS // 16
     assert chunk_size(MAX_VIEWS * 2) == 1 and chunk_size(4, max_views=10) == 2
+
+
+def test_the_dalle_prior_pulls_the_latent_towards_the_codes_the_dalle_expects():
+    from minit2i.dalle import DALLEConfig, MiniDALLE
+    from minit2i.vqgan_clip import SearchSettings, expected_codes
+
+    vq, clip, text = tiny_search_models(["a red circle", "a blue square"])
+    torch.manual_seed(1)
+    dalle = MiniDALLE(DALLEConfig(num_codes=16, grid=8, dim=16, depth=1, n_heads=2)).eval()
+    with torch.no_grad():                  # a prior that puts nearly all its mass on code 3
+        dalle.head.bias[dalle.config.text_vocab + 3] = 30.0
+    cb = vq.quantizer.codebook.detach()
+    codes = torch.randint(16, (2, 8, 8), generator=torch.Generator().manual_seed(0))
+    mean = expected_codes(dalle, codes, cb)
+    assert mean.shape == (2, 8, 8, 8)
+    torch.testing.assert_close(mean, cb[3].view(1, -1, 1, 1).expand(2, -1, 8, 8), atol=1e-4,
+                               rtol=0)
+
+    g = torch.Generator().manual_seed(0)
+    z0 = random_latent(vq, 2, g)
+    plain = optimise(vq, clip, text, z0, steps=5, n_cutouts=2,
+                     generator=torch.Generator().manual_seed(0))
+    zero = optimise(vq, clip, text, z0, steps=5, n_cutouts=2, dalle_prior=0.0, code_model=dalle,
+                    generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(zero["images"], plain["images"])      # weight 0: no prior at all
+    strong = optimise(vq, clip, text, z0, steps=30, lr=0.2, n_cutouts=2, dalle_prior=50.0,
+                      code_model=dalle, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        canvas = decode_latent(vq, cb[3].view(1, -1, 1, 1).expand(1, -1, 8, 8))
+    drawn_as_3 = ((strong["images"] - canvas).abs().amax(1) < 1e-4).float().mean()
+    assert drawn_as_3 > 0.9                # almost every position holds the expected code
+    with pytest.raises(ValueError, match="dalle_prior is a weight >= 0"):
+        optimise(vq, clip, text, z0, steps=1, dalle_prior=-1.0, code_model=dalle)
+    with pytest.raises(ValueError, match="needs code_model"):
+        optimise(vq, clip, text, z0, steps=1, dalle_prior=1.0)
+    other = MiniDALLE(DALLEConfig(num_codes=32, grid=8, dim=16, depth=1, n_heads=2))
+    with pytest.raises(ValueError, match="draws 32 codes but the VQGAN has 16"):
+        optimise(vq, clip, text, z0, steps=1, dalle_prior=1.0, code_model=other)
+    with pytest.raises(ValueError, match="dalle_prior is a weight >= 0"):
+        SearchSettings(steps=1, dalle_prior=-0.5)

@@ -181,7 +181,7 @@ def status_markdown(folder: Path, docs: set[str] | None = None) -> list[str]:
             row.update({"preset": record.get("preset", "?"),
                         "device": f"{record.get('device', '?')}" + ("" if gpu else " (no GPU)"),
                         "minit2i": record.get("version", "?"), "torch": record.get("torch", "?"),
-                        "run time": f"{float(record.get('duration_s', 0)) / 60:.1f} min",
+                        "run time": run_time(record),
                         "executed (UTC)": when})
         else:
             row.update({"preset": "not recorded", "device": "", "minit2i": "", "torch": "",
@@ -212,6 +212,19 @@ def budget_markdown(root: Path, docs: set[str] | None = None) -> list[str]:
     return lines
 
 
+def run_time(record: dict) -> str:
+    """The run's minutes, and where it ran on another machine than the budget's laptop, the
+    same scaled to the laptop by the machine's speed reading (``minit2i.budget``)."""
+    from minit2i.budget import laptop_seconds
+
+    seconds, reading = float(record.get("duration_s", 0)), record.get("matmul_gflops")
+    text = f"{seconds / 60:.1f} min"
+    if reading and record.get("preset") == "cpu":
+        text += (f" on a machine reading {float(reading):.0f} GFLOP/s; "
+                 f"{laptop_seconds(seconds, reading) / 60:.1f} at the laptop's speed")
+    return text
+
+
 def _minutes(seconds) -> str:
     return f"{float(seconds) / 60:.0f} min" if seconds else "not recorded"
 
@@ -229,6 +242,11 @@ def exercises_markdown(folder: Path) -> list[str]:
             continue
         record = nb.metadata.get("minit2i", {})
         minutes = _minutes(record.get("duration_s"))
+        if record.get("preset") == "cpu" and record.get("duration_s"):
+            # scaled to the budget's laptop
+            from minit2i.budget import laptop_seconds
+            minutes = _minutes(laptop_seconds(float(record["duration_s"]),
+                                              record.get("matmul_gflops")))
         laptop = (f"{minutes} on a laptop (cpu preset, two cores)" if record.get("preset") == "cpu"
                   else "not measured on a laptop")
         colab = (f"{minutes} on Colab's GPU ({record.get('device')})"

@@ -130,12 +130,25 @@ def view_dalle(data: dict) -> list[str]:
         lines += figure(bars_with_targets([r[0] for r in rows], measured, wanted,
                                           "mini DALL-E, cpu preset"),
                         "bar chart of the mini DALL-E's judged scores against their targets")
+    laptop = data.get("pipeline_laptop_seconds", {})
+    readings = data.get("pipeline_train_readings", {})
     if train:
         parts = ", ".join(f"{k} {seconds(v)}" for k, v in train.items() if k != "total")
         total = seconds(train.get("total"))
         lines += [f"Training from nothing, tokenizers and transformer: {total}"
-                  f" ({parts}; target {seconds(targets.get('pipeline_train_seconds'))}). It "
-                  f"samples {num(data.get('images_per_s'), 0)} images per second.", ""]
+                  f" ({parts}; target {seconds(targets.get('pipeline_train_seconds'))}).", ""]
+        slower = {k: r for k, r in readings.items() if r}
+        if laptop and slower:
+            where = ", ".join(f"{k} on a machine reading {num(r, 0)} GFLOP/s"
+                              for k, r in slower.items())
+            lines += [f"Not every part trained on the same machine ({where}; the others on the "
+                      "budget's laptop). Scaled to the laptop by that reading "
+                      "(`minit2i.budget.laptop_seconds`), the pipeline takes "
+                      f"{seconds(laptop.get('total'))}.", ""]
+    if data.get("images_per_s"):
+        on = (f" on a machine reading {num(data['matmul_gflops'], 0)} GFLOP/s"
+              if data.get("matmul_gflops") else "")
+        lines += [f"It samples {num(data.get('images_per_s'), 0)} images per second{on}.", ""]
     return lines
 
 

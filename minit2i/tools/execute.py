@@ -7,7 +7,10 @@ notebook's folder, with ``MINIT2I_PRESET`` set. Its outputs are written back int
 its metadata gains a ``minit2i`` record that the book's status page shows::
 
     {"preset": "cpu", "device": "cpu", "torch": "2.4.0", "version": "0.1.0",
-     "duration_s": 212.4, "executed_at": "2025-01-01T12:00:00+00:00"}
+     "duration_s": 212.4, "matmul_gflops": 113.8, "executed_at": "2025-01-01T12:00:00+00:00"}
+
+``matmul_gflops`` is the machine's speed, read just before the run (``minit2i.budget``
+scales the run's seconds to the budget's laptop by it; none in the ``smoke`` preset).
 
 Figures are kept (the inline backend is used even where ``MPLBACKEND=Agg`` is set) and each
 progress bar (a tqdm widget) is stored as one sentence of text (steps, time, last losses), which
@@ -34,7 +37,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
 from .. import __version__
-from ..config import PRESETS, device_name, preset_name
+from ..config import PRESETS, device_name, matmul_gflops, preset_name
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -108,6 +111,9 @@ def execute_notebook(path: str | Path, preset: str | None = None, timeout: int =
     path = Path(path)
     preset = preset_name(preset)
     nb = nbformat.read(path, as_version=4)
+    # how fast this machine is, read before the kernel starts, so that the status page can set
+    # the run's minutes against the laptop the budget is written for (two-core machines differ)
+    reading = matmul_gflops() if preset != "smoke" else None
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent.resolve())}})
     start = time.perf_counter()
@@ -130,6 +136,7 @@ def execute_notebook(path: str | Path, preset: str | None = None, timeout: int =
         "torch": torch.__version__,
         "version": __version__,
         "duration_s": round(time.perf_counter() - start, 1),
+        "matmul_gflops": reading,          # the machine's speed (minit2i.config.matmul_gflops)
         "executed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     static_widgets(nb)
