@@ -698,12 +698,21 @@ def chapter_peak_bytes(chapter: int, preset: str | None = None) -> float:
     return max([w.peak_bytes for w in chapter_works(chapter, preset)] or [0.0])
 
 
-def run_record(chapter: int, root: Path | None = None) -> dict:
-    """The ``minit2i`` record of the committed notebook's run ({} if there is none)."""
-    path = (root or _repo()) / "notebooks" / f"{CHAPTERS[chapter]}.ipynb"
+def notebook_record(path: Path) -> dict:
+    """The ``minit2i`` record of a notebook's committed run ({} if there is none)."""
     if not path.is_file():
         return {}
     return json.loads(path.read_text()).get("metadata", {}).get("minit2i") or {}
+
+
+def run_record(chapter: int, root: Path | None = None) -> dict:
+    """The ``minit2i`` record of a chapter's committed run ({} if there is none)."""
+    return notebook_record((root or _repo()) / "notebooks" / f"{CHAPTERS[chapter]}.ipynb")
+
+
+def record_laptop_seconds(record: dict) -> float:
+    """A run record's seconds at the laptop's speed (``laptop_seconds``)."""
+    return laptop_seconds(float(record["duration_s"]), record.get("matmul_gflops"))
 
 
 def loaded_own_models(chapter: int, root: Path | None = None) -> list[str]:
@@ -722,8 +731,7 @@ def measured_minutes(chapter: int, root: Path | None = None) -> tuple[str, float
     record = run_record(chapter, root)
     if "duration_s" not in record:
         return None
-    seconds = laptop_seconds(float(record["duration_s"]), record.get("matmul_gflops"))
-    return record.get("preset", "?"), seconds / 60
+    return record.get("preset", "?"), record_laptop_seconds(record) / 60
 
 
 def budget_rows(presets=("cpu", "full"), root: Path | None = None) -> list[dict]:
@@ -741,6 +749,10 @@ def budget_rows(presets=("cpu", "full"), root: Path | None = None) -> list[dict]
             for m in MACHINES:
                 row[m] = chapter_seconds(chapter, preset, m) / 60
             row["measured"] = measured[1] if measured and measured[0] == preset else None
+            # a run that loaded what the chapter trains from an empty cache says so
+            own = loaded_own_models(chapter, root) if row["measured"] is not None else []
+            row["measured_text"] = _minutes(row["measured"]) + (
+                f" (loaded {', '.join(own)})" if own else "")
             row["budget"] = BUDGETS[preset][1] if preset in BUDGETS else None
             row.update(trains=plan["trains"], loads=plan["loads"])
             rows.append(row)
@@ -799,11 +811,8 @@ def markdown(presets=("cpu", "full"), root: Path | None = None, link=None) -> li
             if machine:
                 over = row[machine] > limit
                 cells[machine] = f"**{cells[machine]}**" + (" (over)" if over else "")
-            measured = _minutes(row["measured"])
-            if row["measured"] is not None and (own := loaded_own_models(row["chapter"], root)):
-                measured += f" (loaded {', '.join(own)})"     # not a run from an empty cache
             line = (f"| {link(row['chapter'])} | {row['tflop']:,.0f} | {cells['laptop']} | "
-                    f"{cells['t4']} | {cells['h100']} | {measured} |")
+                    f"{cells['t4']} | {cells['h100']} | {row['measured_text']} |")
             if measured_gpu:
                 here = measured_gpu["chapters"][str(row["chapter"])]["minutes_here"]
                 line += f" {_minutes(here)} |"
@@ -963,8 +972,7 @@ def measured_seconds(source: str, how: str, root: Path | None = None) -> float:
         found = True
     if not found:
         raise ValueError(f"no figure matching {how!r} in the outputs of {source}")
-    record = json.loads(path.read_text()).get("metadata", {}).get("minit2i") or {}
-    return laptop_seconds(total, record.get("matmul_gflops"))
+    return laptop_seconds(total, notebook_record(path).get("matmul_gflops"))
 
 
 def calibration_work(what: str) -> Work:
@@ -1053,12 +1061,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in budget_rows(presets):
         machine = BUDGETS[row["preset"]][0]
         flag = " OVER" if row["budget"] and row[machine] > row["budget"] else ""
-        own = loaded_own_models(row["chapter"]) if row["measured"] is not None else []
-        measured = _minutes(row["measured"]) + (f" (loaded {', '.join(own)})" if own else "")
         print(f"{row['preset']:>5} ch{row['chapter']}: {row['tflop']:9.2f} TFLOP, peak "
               f"{row['peak_gib']:5.2f} GiB | laptop {_minutes(row['laptop']):>6} | T4 "
               f"{_minutes(row['t4']):>6} | H100 {_minutes(row['h100']):>6} min | measured "
-              f"{measured:>5} | budget {row['budget']} on {machine}{flag} | "
+              f"{row['measured_text']:>5} | budget {row['budget']} on {machine}{flag} | "
               f"trains {', '.join(row['trains']) or '-'}; loads {', '.join(row['loads']) or '-'}")
     return 0
 

@@ -215,13 +215,13 @@ def budget_markdown(root: Path, docs: set[str] | None = None) -> list[str]:
 def run_time(record: dict) -> str:
     """The run's minutes, and where it ran on another machine than the budget's laptop, the
     same scaled to the laptop by the machine's speed reading (``minit2i.budget``)."""
-    from minit2i.budget import laptop_seconds
+    from minit2i.budget import record_laptop_seconds
 
     seconds, reading = float(record.get("duration_s", 0)), record.get("matmul_gflops")
     text = f"{seconds / 60:.1f} min"
     if reading and record.get("preset") == "cpu":
         text += (f" on a machine reading {float(reading):.0f} GFLOP/s; "
-                 f"{laptop_seconds(seconds, reading) / 60:.1f} at the laptop's speed")
+                 f"{record_laptop_seconds(record) / 60:.1f} at the laptop's speed")
     return text
 
 
@@ -243,10 +243,8 @@ def exercises_markdown(folder: Path) -> list[str]:
         record = nb.metadata.get("minit2i", {})
         minutes = _minutes(record.get("duration_s"))
         if record.get("preset") == "cpu" and record.get("duration_s"):
-            # scaled to the budget's laptop
-            from minit2i.budget import laptop_seconds
-            minutes = _minutes(laptop_seconds(float(record["duration_s"]),
-                                              record.get("matmul_gflops")))
+            from minit2i.budget import record_laptop_seconds  # at the laptop's speed
+            minutes = _minutes(record_laptop_seconds(record))
         laptop = (f"{minutes} on a laptop (cpu preset, two cores)" if record.get("preset") == "cpu"
                   else "not measured on a laptop")
         colab = (f"{minutes} on Colab's GPU ({record.get('device')})"
