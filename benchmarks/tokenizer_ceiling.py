@@ -6,9 +6,14 @@ the zoo's VQ-VAE (chapter 3) and VQGAN (chapter 5) of a preset and lets the judg
 reconstructions against the scenes' own captions, with a breakdown of what it read instead
 ("large diamond -> circle"). With ``--variant NAME key=value ...`` (repeatable) it also trains a
 VQ-VAE with the preset's recipe changed (``m.num_codes=128`` changes the model, ``loss='l1'`` the
-training) and scores that. Results accumulate in benchmarks/results/tokenizer_ceiling.json.
+training, ``steps=1200`` its length) and scores that. Beside each score stands the same decoder's
+score on the encoder's latent before quantisation (``unquantised_...``): what the autoencoder
+draws without the codebook, so that a ceiling can be split between the autoencoder and the
+quantiser. Results accumulate in benchmarks/results/tokenizer_ceiling.json.
 
     python benchmarks/tokenizer_ceiling.py --preset cpu [--variant k128 m.num_codes=128] ...
+    python benchmarks/tokenizer_ceiling.py --preset cpu --skip-zoo \
+        --variant "wide 8x8, 1200 steps" "m.channel_mults=(1, 1, 4, 8)" steps=1200
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from minit2i.dalle import encode_images
 from minit2i.data import ShapesDataset
 from minit2i.eval import judge, score
 from minit2i.presets import recipe
+from minit2i.shapes import to_float_image
 from minit2i.vq import VQVAE, evaluate_vqvae, train_vqvae
 from minit2i.zoo import load_or_train
 
@@ -45,6 +51,13 @@ def ceiling(model, device, n: int = 256) -> dict:
         images, _, captions = ds.tensors()
         rec = model.decode_indices(encode_images(model, images, device).to(device))
         rec = rec.float().clamp(-1, 1).cpu()
+        # the same decoder on the encoder's latent before quantisation: what the autoencoder
+        # draws without the codebook, so the gap between the two is the quantiser's share
+        x = to_float_image(images.to(device))
+        unquantised = model.decoder(model.encoder(x)).float().clamp(-1, 1).cpu()
+        attribute = "colour" if n_objects == 1 else "colour_attribution"
+        out[f"unquantised_{attribute}"] = sum(
+            bool(score(captions[i], judge(unquantised[i]))[attribute]) for i in range(n)) / n
         passed = {task: 0, "colour" if n_objects == 1 else "colour_attribution": 0}
         misread = collections.Counter()
         for i in range(n):

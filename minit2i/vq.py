@@ -169,12 +169,30 @@ def restart_dead_codes(vq: VectorQuantizer, z: torch.Tensor, usage: torch.Tensor
 @settings
 class VQVAEConfig:
     image_size: int = 64
-    channels: int = 64          # width of the first conv layer; doubles once
+    channels: int = 64          # width of the first conv layer (full resolution)
     downsamples: int = 3        # 64 -> 8: an 8 x 8 grid of tokens
+    # the width at each resolution, in multiples of ``channels``: 64, 32, 16, 8 pixels for
+    # downsamples = 3. Width at the low resolutions is cheap (a 3 x 3 conv costs H W C^2) and is
+    # where the decoder keeps what each code means; see benchmarks/tokenizer_ceiling.py.
+    channel_mults: tuple[int, ...] = (1, 1, 2, 2)
     num_codes: int = 256
     code_dim: int = 16          # low-dimensional codes are used more evenly
     beta: float = 0.25
     ema: bool = True
+
+    def __post_init__(self):
+        if len(self.channel_mults) != self.downsamples + 1:
+            raise ValueError(f"channel_mults needs one multiple per resolution "
+                             f"(downsamples + 1 = {self.downsamples + 1}), got "
+                             f"{self.channel_mults}")
+        widths = [self.channels * m for m in self.channel_mults]
+        if any(w < 8 or w % 8 for w in widths):
+            raise ValueError(f"every width (channels x channel_mults = {widths}) must be a "
+                             "positive multiple of 8, for GroupNorm's 8 groups")
+
+    @property
+    def widths(self) -> list[int]:
+        return [self.channels * m for m in self.channel_mults]
 
 
 class ResBlock(nn.Module):
@@ -193,7 +211,7 @@ class VQVAE(nn.Module):
     def __init__(self, config: VQVAEConfig):
         super().__init__()
         self.config = c = config
-        w = [c.channels * min(2, 2 ** (i // 2)) for i in range(c.downsamples + 1)]
+        w = c.widths                                   # per resolution, full first
         enc = [nn.Conv2d(3, w[0], 3, padding=1)]
         for i in range(c.downsamples):
             enc += [ResBlock(w[i]), nn.Conv2d(w[i], w[i + 1], 4, stride=2, padding=1)]

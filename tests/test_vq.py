@@ -126,6 +126,19 @@ def test_vqvae_shapes_and_round_trip():
         model.decode_indices(torch.full((1, 8, 8), 32))
 
 
+def test_vqvae_widths_follow_channel_mults():
+    model = VQVAE(VQVAEConfig(channels=8, channel_mults=(1, 1, 4, 8), num_codes=32, code_dim=4))
+    convs = [m for m in model.encoder if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs[:4]] == [8, 8, 32, 64]     # 64, 32, 16, 8 pixels
+    assert model.decoder[0].out_channels == 64 and model.decoder[-1].in_channels == 8
+    assert VQVAEConfig(channels=16).widths == [16, 16, 32, 32]        # the default layout
+    assert model(torch.rand(1, 3, 64, 64) * 2 - 1)["recon"].shape == (1, 3, 64, 64)
+    with pytest.raises(ValueError, match="one multiple per resolution"):
+        VQVAEConfig(channels=8, channel_mults=(1, 2, 4))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        VQVAEConfig(channels=12, channel_mults=(1, 1, 2, 2))
+
+
 def test_vqvae_overfits_one_batch():
     torch.manual_seed(0)
     from minit2i.data import ShapesDataset

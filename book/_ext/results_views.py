@@ -256,8 +256,10 @@ def view_tokenizer_ceiling(data: dict) -> list[str]:
     targets = cpu_targets()["tokenizer_ceiling"]
     rows, misreads = [], []
     for name, v in data.get("results", {}).items():
+        before = (f"{pct(v['unquantised_colour'])} / {pct(v['unquantised_colour_attribution'])}"
+                  if "unquantised_colour" in v else "–")
         rows.append([name, num(v.get("psnr"), 1), pct(v.get("single_object")),
-                     pct(v.get("two_objects")), pct(v.get("colour_attribution"))])
+                     pct(v.get("two_objects")), pct(v.get("colour_attribution")), before])
         common = sorted((v.get("misread_1") or {}).items(), key=lambda kv: -kv[1])[:3]
         if common:
             misreads.append(f"{name}: " + ", ".join(f"{k} ({n})" for k, n in common))
@@ -265,8 +267,12 @@ def view_tokenizer_ceiling(data: dict) -> list[str]:
              "validation scenes (a text-to-image model that writes these codes can draw no "
              f"better). Targets: one object {pct(targets.get('single_object'))}, two objects "
              f"{pct(targets.get('two_objects'))}.", ""]
-    lines += table(["tokenizer", "PSNR (dB)", "one object", "two objects", "colour attribution"],
-                   rows)
+    lines += table(["tokenizer", "PSNR (dB)", "one object", "two objects", "colour attribution",
+                    "without the codebook"], rows)
+    lines += ["\"Without the codebook\": the same decoder on the encoder's latent before it is "
+              "quantised, judged for shape and colour (one object / two objects with their "
+              "colours); what is lost between it and the columns before is the codebook's "
+              "share.", ""]
     if misreads:
         lines += ["The commonest misreadings of one-object reconstructions (the true shape, then "
                   "what the judge read, and how many of 256): " + "; ".join(misreads) + ".", ""]
