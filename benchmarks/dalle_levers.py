@@ -235,7 +235,10 @@ def summarise(result: dict) -> None:
         "recipe's learning rate became 2e-3 after \"lr 2e-3\" was measured, then 4e-3 after "
         "\"lr 4e-3\" drew more right than 2e-3 from two seeds. Each variant trained at the lr "
         "in its lr column, so compare it with the \"lr ...\" row of the same lr: \"lr 1e-3 (the "
-        "recipe before)\" for the variants measured first.")
+        "recipe before)\" for the variants measured first. The trained variants were all "
+        "measured on the previous image tokenizer (the VQGAN made from chapter 3's VQ-VAE before "
+        "its recipe moved to lr 3e-3 and batches of 16); \"chapter 6's model\" is the recipe "
+        "trained on the current one, so compare the variants with one another, not with it.")
 
 
 def main() -> None:

@@ -204,7 +204,8 @@ def view_vqgan_clip_levers(data: dict) -> list[str]:
              "prompts. A search that lifts the climbed CLIP to the renders' cosine while the "
              "independent one stays far below has fooled the CLIP it climbed, not drawn the "
              "prompt. The last column is the climbed CLIP's zero-shot shape accuracy on real "
-             "one-object scenes (chapter 4), where it was recorded.", ""]
+             "one-object scenes (chapter 4), where it was recorded."
+             + (f" {data['tokenizer_note']}" if data.get("tokenizer_note") else ""), ""]
     rows, names, guided, independent = [], [], [], []
     for name, v in variants.items():
         g, i = v.get("guide_cosine", {}), v.get("independent_cosine", {})
