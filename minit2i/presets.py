@@ -152,10 +152,11 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     # --- chapter 3: vq.py ----------------------------------------------------------------
     # 512 codes of dimension 16 on an 8 x 8 grid. fg_weight 9: pixels near objects count ten
     # times (minit2i.vq.reconstruction_loss). The cpu recipe is the one benchmarks/
-    # tokenizer_ceiling.py measured as best at the same compute: lr 3e-3 (with warmup; 3e-2
-    # collapses to the background, chapter 3's trap) and batches of 16 for twice the steps of
-    # 32 (judged right on reconstructions: 0.97 of one-object and 0.93 of two-object scenes,
-    # against 0.87 and 0.73 at lr 1e-3, batch 32, 2400 steps). The full preset is not measured; it
+    # tokenizer_ceiling.py measured at the same compute as the recipe before: batches of 16
+    # for twice the steps of 32, lr 3e-3 (with warmup; 3e-2 collapses to the background,
+    # chapter 3's trap). Judged right on reconstructions: 0.97 of one-object and 0.93 of
+    # two-object scenes, against 0.87 and 0.73 at lr 1e-3, batch 32, 2400 steps; the batch is
+    # most of it (lr 1e-3 at batch 16: 0.99 and 0.92). The full preset is not measured; it
     # trains at least as many steps as the cpu one (batches of 48: the compute it had before).
     "vqvae": {
         "smoke": Recipe(VQVAEConfig(channels=16, num_codes=512),
