@@ -32,7 +32,7 @@ from common import write_record
 from minit2i.config import device_name, get_device, preset_name, seeded
 from minit2i.dalle import encode_images
 from minit2i.data import ShapesDataset
-from minit2i.eval import judge, score
+from minit2i.eval import judge, score, shapes_eval
 from minit2i.presets import recipe
 from minit2i.shapes import to_float_image
 from minit2i.vq import VQVAE, evaluate_vqvae, train_vqvae
@@ -56,9 +56,8 @@ def ceiling(model, device, n: int = 256) -> dict:
         x = to_float_image(images.to(device))
         unquantised = model.decoder(model.encoder(x)).float().clamp(-1, 1).cpu()
         attribute = "colour" if n_objects == 1 else "colour_attribution"
-        out[f"unquantised_{attribute}"] = sum(
-            bool(score(captions[i], judge(unquantised[i]))[attribute]) for i in range(n)) / n
-        passed = {task: 0, "colour" if n_objects == 1 else "colour_attribution": 0}
+        out[f"unquantised_{attribute}"] = shapes_eval(unquantised, captions)[attribute]
+        passed = {task: 0, attribute: 0}
         misread = collections.Counter()
         for i in range(n):
             scene, j = ds.scene_and_caption(i)[0], judge(rec[i])

@@ -185,9 +185,8 @@ class VQVAEConfig:
             raise ValueError(f"channel_mults needs one multiple per resolution "
                              f"(downsamples + 1 = {self.downsamples + 1}), got "
                              f"{self.channel_mults}")
-        widths = [self.channels * m for m in self.channel_mults]
-        if any(w < 8 or w % 8 for w in widths):
-            raise ValueError(f"every width (channels x channel_mults = {widths}) must be a "
+        if any(w < 8 or w % 8 for w in self.widths):
+            raise ValueError(f"every width (channels x channel_mults = {self.widths}) must be a "
                              "positive multiple of 8, for GroupNorm's 8 groups")
 
     @property
