@@ -3,8 +3,9 @@
     python benchmarks/judge_audit.py
 
 The fixture ``tests/fixtures/judge_audit/`` holds generated images of both systems (the mini
-DALL-E and VQGAN+CLIP, one- and two-object prompts) and, for each, the objects a person saw in
-it: one ``"colour shape"`` per object, with ``?`` for an attribute the eye could not tell
+DALL-E and VQGAN+CLIP, one- and two-object prompts; the DALL-E's twice: an early model's,
+``dalle``, and chapter 6's current one's, ``dalle_vqgan``) and, for each, the objects a person
+saw in it: one ``"colour shape"`` per object, with ``?`` for an attribute the eye could not tell
 (a blob between a circle and a square, a colour between cyan and green), or ``nothing``. Only
 solid objects count as objects: the thin, speckled fragments of a VQGAN+CLIP image do not. The
 judge
@@ -100,9 +101,13 @@ def main() -> None:
               "summary": [{"set": name, **row} for name, row in groups.items()],
               "commentary": ("How often the judge agrees with a person who labelled generated "
                              "images by eye: the same number of objects (count), and, where the "
-                             "counts agree, the shapes and colours the eye could read. On "
-                             "VQGAN+CLIP's speckled images the judge counts fragments that the "
-                             "eye does not call objects.")}
+                             "counts agree, the shapes and colours the eye could read. The "
+                             "sets are the systems' images at two times: 'dalle' an early mini "
+                             "DALL-E's (on VQ-VAE tokens, blurrier), 'dalle_vqgan' chapter 6's "
+                             "current model's (labelled later, blind to prompts and verdicts as "
+                             "before), 'vqgan_clip' chapter 7's search's. On VQGAN+CLIP's "
+                             "speckled images the judge counts fragments that the eye does not "
+                             "call objects.")}
     print(json.dumps(groups, indent=2))
     write_record(result, args.out)
 
