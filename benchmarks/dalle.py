@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ from minit2i.budget import laptop_seconds
 from minit2i.config import device_name, get_device, matmul_gflops, preset_name
 from minit2i.dalle import draw
 from minit2i.data import ShapesDataset
-from minit2i.eval import shapes_eval
+from minit2i.eval import judge, shapes_eval
 from minit2i.presets import recipe
 from minit2i.shapes import caption
 from minit2i.zoo import load_or_train
@@ -77,7 +78,7 @@ def main() -> None:
     sets = {"one_object": prompts_of("val", 1, args.n), "two_objects": prompts_of("val", 2, args.n),
             "heldout_pairs": prompts_of("heldout", 1, args.n)}
     sampling = recipe("dalle", preset).sample.replace(candidates=args.candidates)
-    scores, drawing = {}, 0.0
+    scores, objects_found, drawing = {}, {}, 0.0
     for name, prompts in sets.items():
         t = time.perf_counter()
         images = draw(model, vq, prompts, seed=1, sampling=sampling, clip=clip)
@@ -86,6 +87,10 @@ def main() -> None:
         drawing += time.perf_counter() - t
         s = shapes_eval(images, prompts)
         scores[name] = {k: round(v, 4) for k, v in s.items() if isinstance(v, float)}
+        # how many objects the judge found in each image: what a failure is (one object too
+        # many or too few, or the right number drawn wrong)
+        found = Counter(len(judge(image).objects) for image in images)
+        objects_found[name] = {str(k): found[k] for k in sorted(found)}
     result = {
         "method": "dalle", "preset": preset, "device": device_name(),
         "image_model": model.metrics["image_tokenizer"], "n_prompts_each": args.n,
@@ -96,6 +101,7 @@ def main() -> None:
         "colour_attribution": scores["two_objects"]["colour_attribution"],
         "heldout_pairs": scores["heldout_pairs"]["colour"],
         "scores": scores,
+        "objects_found": objects_found,
         "train_or_load_seconds": round(trained, 1),
         "pipeline_train_seconds": {**{k: round(v, 1) for k, v in parts.items() if v},
                                    "total": round(sum(v for v in parts.values() if v), 1)},

@@ -225,11 +225,14 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     # --- chapter 6: dalle.py -------------------------------------------------------------
     # num_codes and grid must equal the image tokenizer's in each preset (tests/test_dalle.py
     # checks it). n_judge: prompts drawn and judged at each evaluation. The sampling is the one
-    # benchmarks/dalle_levers.py measured as best on the cpu model (the most one- plus
-    # two-object prompts drawn right): temperature 0.3, guidance 3 within the plausible codes
-    # (without the constraint guidance 3 drew far fewer). lr 4e-3: at the same steps it drew
-    # more prompts right than 2e-3 from two seeds, and 2e-3 more than 1e-3 on every task
-    # (benchmarks/dalle_levers.py, the "lr ..." rows).
+    # benchmarks/dalle_levers.py measured as best on the cpu model among the settings that
+    # sample (the most one- plus two-object prompts drawn right): temperature 0.3, guidance 3
+    # within the plausible codes (without the constraint guidance 3 drew far fewer; greedy
+    # decoding with the same guidance drew one prompt more of 512, but one picture per prompt).
+    # lr 4e-3: at the same steps it drew more prompts right than 2e-3 from two seeds, and 2e-3
+    # more than 1e-3 on every task (benchmarks/dalle_levers.py, the "lr ..." rows). Four times
+    # the scenes, two-object scenes two in three, and the encoder-decoder at 4e-3 drew no more
+    # two-object prompts right (the rows measured on the current tokenizer).
     # The full preset has not been measured and uses the same sampling.
     "dalle": {
         "smoke": Recipe(DALLEConfig(num_codes=512, grid=8, dim=32, depth=1, n_heads=2),
