@@ -5,7 +5,9 @@
 Trains (or loads) "dalle" and its image tokenizer, draws one image for each of ``n`` one-object
 and ``n`` two-object ``val`` prompts and ``n`` one-object prompts of held-out colour x shape pairs
 (canonical captions, seed 7: scenes used neither in training nor in choosing the weights), and
-scores them with the independent Shapes judge (``minit2i.eval``). Targets for ``full``: single
+scores them with the independent Shapes judge (``minit2i.eval``). It also records what the
+failures are: how many objects the judge finds, what a two-object drawing with two objects gets
+wrong, and how often a small and a large object asked for is drawn. Targets for ``full``: single
 object >= 0.98, two objects >= 0.90, position >= 0.95, colour attribution >= 0.90, held-out pairs
 >= 0.85, and the whole pipeline (training included) <= 5 minutes on one H100.
 """
@@ -25,15 +27,44 @@ from minit2i.budget import laptop_seconds
 from minit2i.config import device_name, get_device, matmul_gflops, preset_name
 from minit2i.dalle import draw
 from minit2i.data import ShapesDataset
-from minit2i.eval import judge, shapes_eval
+from minit2i.eval import judge, score, shapes_eval
 from minit2i.presets import recipe
-from minit2i.shapes import caption
+from minit2i.shapes import caption, parse
 from minit2i.zoo import load_or_train
 
 
 def prompts_of(split: str, n_objects: int, n: int, seed: int = 7) -> list[str]:
     ds = ShapesDataset(split, n, seed=seed, n_objects=n_objects)
     return [caption(ds.scene_and_caption(i)[0].described()) for i in range(n)]
+
+
+def pair_failures(images, prompts: list[str]) -> dict:
+    """What goes wrong in two-object drawings, by the judge: of the images with exactly two
+    objects but not the prompt's two shapes, how many have one shape right, none, or the same
+    shape twice (where the prompt's two differ)."""
+    out = Counter(wrong=0, one_shape_right=0, no_shape_right=0, same_shape_twice=0)
+    for image, prompt in zip(images, prompts):
+        scene, j = parse(prompt), judge(image)
+        if len(j.objects) == 2 and not score(scene, j)["two_objects"]:
+            want = Counter(o.shape for o in scene.objects)
+            drawn = Counter(o.shape for o in j.objects)
+            out["wrong"] += 1
+            out["one_shape_right" if (want & drawn) else "no_shape_right"] += 1
+            out["same_shape_twice"] += len(drawn) == 1 and len(want) == 2
+    return dict(out)
+
+
+def found_by_size(images, prompts: list[str]) -> dict:
+    """How often each object a prompt asks for is in the image (its shape in its colour,
+    anywhere), for small and large objects apart, with how many of each were asked for."""
+    wanted, found = Counter(), Counter()
+    for image, prompt in zip(images, prompts):
+        got = judge(image).objects
+        for o in parse(prompt).objects:
+            wanted[o.size] += 1
+            found[o.size] += any(g.shape == o.shape and g.color == o.color for g in got)
+    return {k: {"found": round(found[k] / wanted[k], 4), "asked": wanted[k]}
+            for k in sorted(wanted)}
 
 
 def main() -> None:
@@ -78,7 +109,7 @@ def main() -> None:
     sets = {"one_object": prompts_of("val", 1, args.n), "two_objects": prompts_of("val", 2, args.n),
             "heldout_pairs": prompts_of("heldout", 1, args.n)}
     sampling = recipe("dalle", preset).sample.replace(candidates=args.candidates)
-    scores, objects_found, drawing = {}, {}, 0.0
+    scores, objects_found, by_size, drawing = {}, {}, {}, 0.0
     for name, prompts in sets.items():
         t = time.perf_counter()
         images = draw(model, vq, prompts, seed=1, sampling=sampling, clip=clip)
@@ -91,6 +122,9 @@ def main() -> None:
         # many or too few, or the right number drawn wrong)
         found = Counter(len(judge(image).objects) for image in images)
         objects_found[name] = {str(k): found[k] for k in sorted(found)}
+        by_size[name] = found_by_size(images, prompts)
+        if name == "two_objects":
+            failures = pair_failures(images, prompts)
     result = {
         "method": "dalle", "preset": preset, "device": device_name(),
         "image_model": model.metrics["image_tokenizer"], "n_prompts_each": args.n,
@@ -102,6 +136,8 @@ def main() -> None:
         "heldout_pairs": scores["heldout_pairs"]["colour"],
         "scores": scores,
         "objects_found": objects_found,
+        "two_drawn_but_wrong": failures,
+        "object_found_by_size": by_size,
         "train_or_load_seconds": round(trained, 1),
         "pipeline_train_seconds": {**{k: round(v, 1) for k, v in parts.items() if v},
                                    "total": round(sum(v for v in parts.values() if v), 1)},

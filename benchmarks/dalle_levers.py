@@ -8,9 +8,10 @@ very model chapter 6 trains and shows (so the recipe's ``sample`` is chosen on i
 
 Each *variant* is the preset's ``dalle`` recipe with a few settings changed (the image
 tokenizer, the model's width and depth, batch, learning rate, the number of training scenes,
-caption dropout, the architecture). All variants get the same training compute: the number of
-steps is chosen so that steps x FLOPs per step (counted with torch's FlopCounterMode on one real
-training step) equals the base recipe's. Each trained variant then draws one image for each of
+caption dropout, the architecture). All variants but one get the same training compute: the
+number of steps is chosen so that steps x FLOPs per step (counted with torch's FlopCounterMode on
+one real training step) equals the base recipe's; "2x compute" gets twice that, to see what more
+compute buys. Each trained variant then draws one image for each of
 ``n`` one-object, ``n`` two-object and ``n`` held-out-pair prompts under several ways of sampling
 (temperature, top-k, classifier-free guidance, re-ranking by chapter 4's CLIP), and the
 independent judge scores them. Results accumulate in benchmarks/results/dalle_levers.json
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 from pathlib import Path
 
 import common
@@ -32,7 +34,7 @@ from minit2i.config import device_name, get_device, preset_name, seeded
 from minit2i.dalle import MiniDALLE, Sampling, draw, shapes_tokens, train_dalle
 from minit2i.dalle_encdec import EncDecConfig, EncoderDecoderDALLE
 from minit2i.data import ShapesDataset
-from minit2i.eval import shapes_eval
+from minit2i.eval import judge, shapes_eval
 from minit2i.shapes import caption
 from minit2i.vq import VQVAE, train_vqvae
 
@@ -60,6 +62,9 @@ VARIANTS: dict[str, dict] = {
     "half batch": {"train": {"batch_factor": 0.5}},
     "wider (dim 192 x 3 layers)": {"model": {"dim": 192, "depth": 3, "n_heads": 6}},
     "deeper (dim 96 x 6 layers)": {"model": {"dim": 96, "depth": 6, "n_heads": 4}},
+    # the one variant given more than the recipe's compute: twice the steps, on twice the
+    # scenes (each seen as often as in the recipe): does the two-object score grow with compute?
+    "2x compute (2x steps on 2x scenes)": {"compute": 2, "train": {"n_train_factor": 2}},
     # the article's design at the lr the recipe had when chapter 6 first compared the two (its
     # row, on the previous VQGAN, is the one chapter 6 quotes beside "lr 1e-3 (the recipe
     # before)"); then at the recipe's lr, measured on chapter 6's current VQGAN
@@ -171,7 +176,8 @@ def run_variant(name: str, variant: dict, preset: str, device, n: int, clip,
                          batch_size=int(base.batch_size * t.pop("batch_factor", 1.0)), **t)
     with seeded(train.seed):
         reference = build({}, preset, vq.num_codes).to(device)
-        budget = base.steps * flops_per_step(reference, base, vq, device)
+        budget = (variant.get("compute", 1) * base.steps
+                  * flops_per_step(reference, base, vq, device))
         model = build(variant, preset, vq.num_codes).to(device)
         per_step = flops_per_step(model, train, vq, device)
         steps = max(train.log_every, round(budget / per_step / train.log_every) * train.log_every)
@@ -190,6 +196,7 @@ def run_variant(name: str, variant: dict, preset: str, device, n: int, clip,
            "model": vars(model.config), "train": vars(train),
            "parameters": sum(p.numel() for p in model.parameters()),
            "flops_per_step": per_step, "steps": steps, "train_seconds": round(seconds, 1),
+           "compute": variant.get("compute", 1),        # x the recipe's training FLOPs
            "val_image_loss": round(metrics["val_image_loss"], 4),
            "heldout_image_loss": round(metrics["heldout_image_loss"], 4), "sampling": {}}
     return measure_sampling(name, out, model, vq, train, n, clip, samplings)
@@ -203,14 +210,19 @@ def measure_sampling(name: str, out: dict, model, vq, train, n: int, clip,
             "held": prompts_of("heldout", 1, n)}
     samplings = samplings or dict(SAMPLINGS)
     for key, s in samplings.items():
-        row = {}
+        row, found = {}, None
         for kind, prompts in sets.items():
             if s.guidance != 1.0 and not train.caption_dropout:
                 break                                   # guidance needs a caption-free model
-            sc = shapes_eval(draw(model, vq, prompts, seed=1, sampling=s), prompts)
-            row.update(task_scores(kind, sc))
+            images = draw(model, vq, prompts, seed=1, sampling=s)
+            row.update(task_scores(kind, shapes_eval(images, prompts)))
+            if kind == "two":       # how many objects the judge finds in the two-object images
+                found = Counter(min(len(judge(im).objects), 3) for im in images)
         if row:
             out["sampling"][key] = {k: round(v, 4) for k, v in row.items()}
+            out.setdefault("two_object_prompts_drawn_with", {})[key] = {
+                {0: "none", 1: "one object", 2: "two", 3: "three or more"}[k]: found[k]
+                for k in range(4)}
             print(f"  {name} | {key}: {out['sampling'][key]}", flush=True)
     # re-ranking: best of 8 by chapter 4's CLIP, under the best single-sample setting that
     # samples (greedy decoding draws the same image eight times: nothing to choose among)
@@ -255,7 +267,8 @@ def summarise(result: dict) -> None:
     result["commentary"] = (
         f"The judge's scores, {result['n_prompts_each']} prompts of each kind, one image each. "
         "\"chapter 6's model\" is the zoo's trained dalle under every sampling setting; the other "
-        "rows are variants trained with the same compute, each under its best setting. The "
+        "rows are variants trained with the same compute (\"2x compute\": twice it), each under "
+        "its best setting. The "
         "recipe's learning rate became 2e-3 after \"lr 2e-3\" was measured, then 4e-3 after "
         "\"lr 4e-3\" drew more right than 2e-3 from two seeds. Each variant trained at the lr "
         "in its lr column, so compare it with the \"lr ...\" row of the same lr. Each row "

@@ -45,10 +45,11 @@ def test_variants_are_checked_and_records_kept_only_for_the_same_settings(tmp_pa
 def test_every_levers_variant_can_be_named_on_the_command_line():
     # --variants is comma-separated: a name with a comma in it could never be chosen
     import dalle_levers
+    import dalle_rerank
     import vqgan_clip_levers
     from common import chosen_variants
 
-    for table in (dalle_levers.VARIANTS, vqgan_clip_levers.VARIANTS):
+    for table in (dalle_levers.VARIANTS, vqgan_clip_levers.VARIANTS, dalle_rerank.RERANKERS):
         for name in table:
             assert "," not in name, name
             assert chosen_variants(name, table) == [name]

@@ -145,11 +145,55 @@ def view_dalle(data: dict) -> list[str]:
                       "budget's laptop). Scaled to the laptop by that reading "
                       "(`minit2i.budget.laptop_seconds`), the pipeline takes "
                       f"{seconds(laptop.get('total'))}.", ""]
+    found = data.get("objects_found", {}).get("two_objects")
+    if found:
+        counts = ", ".join(f"{v} with {k} object{'s' if k != '1' else ''}"
+                           for k, v in found.items())
+        w = data.get("two_drawn_but_wrong", {})
+        lines += [f"What the two-object drawings are, by the judge: {counts}."
+                  + (f" {w['wrong']} of those with two objects do not have the prompt's two "
+                     f"shapes: {w.get('one_shape_right')} have one of them, "
+                     f"{w.get('no_shape_right')} neither; {w.get('same_shape_twice')} of the "
+                     f"{w['wrong']} draw one shape twice where the prompt asks for two."
+                     if "wrong" in w else ""), ""]
+    by_size = data.get("object_found_by_size", {})
+    if by_size:
+        rows = [[{"one_object": "one object", "two_objects": "two objects",
+                  "heldout_pairs": "held-out pairs"}.get(group, group)]
+                + [f"{pct(v.get(size, {}).get('found'))} of {v.get(size, {}).get('asked', '–')}"
+                   for size in ("small", "large")] for group, v in by_size.items()]
+        lines += ["How often an object the prompt asks for is in the image (its shape in its "
+                  "colour, anywhere), small and large objects apart:", ""]
+        lines += table(["prompts", "small objects", "large objects"], rows)
     if data.get("images_per_s"):
         on = (f" on a machine reading {num(data['matmul_gflops'], 0)} GFLOP/s"
               if data.get("matmul_gflops") else "")
         lines += [f"It samples {num(data.get('images_per_s'), 0)} images per second{on}.", ""]
     return lines
+
+
+def view_dalle_rerank(data: dict) -> list[str]:
+    tasks = data.get("tasks", {})
+    one, two = tasks.get("one_object", {}), tasks.get("two_objects", {})
+    targets = cpu_targets()["dalle"]
+    names = [k for k in one if k != "seconds"]
+    rows = [[name, pct(one.get(name)), pct(two.get(name))] for name in names]
+    rows.append(["target (best of 8 by CLIP)", pct(targets.get("best_of_8_single")),
+                 pct(targets.get("best_of_8_two"))])
+    clips = data.get("clips", {})
+    made = "; ".join(f"`{k}`: " + (", ".join(f"{a} = {b}" for a, b in v["changes"].items())
+                                    if v.get("changes") else "chapter 4's recipe")
+                     + ", trained in "
+                     f"{seconds(v.get('seconds'))}" for k, v in clips.items())
+    return ([f"Best of {data.get('candidates', 8)}, re-ranked by whom? "
+             "(`benchmarks/dalle_rerank.py`) Chapter 6's DALL-E draws "
+             f"{data.get('candidates', 8)} samples for each of {data.get('n_prompts_each', '?')} "
+             "one-object and two-object prompts with the recipe's sampling; the judge marks each "
+             "sample, and each re-ranker keeps one per prompt. The oracle counts a prompt right "
+             "when any of its samples is: the most a re-ranker could keep. Each figure is the "
+             "fraction of prompts whose kept sample the judge finds right.", ""]
+            + table(["re-ranker", "one object", "two objects"], rows)
+            + ([f"The CLIPs: {made}.", ""] if made else []))
 
 
 def view_dalle_levers(data: dict) -> list[str]:
@@ -167,10 +211,18 @@ def view_dalle_levers(data: dict) -> list[str]:
             rows.append(["best sampling, best of 8 by CLIP", pct(zoo["best_of_8"]["single_object"]),
                          pct(zoo["best_of_8"]["two_objects"]), "–"])
         lines += table(["sampling", "single object", "two objects", "held-out pairs"], rows)
+        drawn = zoo.get("two_object_prompts_drawn_with", {})
+        if drawn:
+            lines += [f"How many objects the judge finds in the drawings of the "
+                      f"{data.get('n_prompts_each', '?')} two-object prompts, by sampling:", ""]
+            lines += table(["sampling", "none", "one", "two", "three or more"],
+                           [[k, v.get("none"), v.get("one object"), v.get("two"),
+                             v.get("three or more")] for k, v in drawn.items()])
     trained = {k: v for k, v in variants.items() if k != "zoo"}
     if trained:
         lines += ["**Training choices at equal compute.** Each variant is trained with the same "
-                  "FLOPs and drawn with its best sampling; the validation loss is the image "
+                  "FLOPs (except \"2x compute\", trained with twice them) and "
+                  "drawn with its best sampling; the validation loss is the image "
                   "tokens' cross-entropy (lower is better).", ""]
         rows, names, single, two, held = [], [], [], [], []
         for name, v in trained.items():
@@ -354,7 +406,7 @@ def view_shapes_speed(data: dict) -> list[str]:
             + table(["what", "rate"], rows))
 
 
-VIEWS = {"dalle": view_dalle, "dalle_levers": view_dalle_levers,
+VIEWS = {"dalle": view_dalle, "dalle_levers": view_dalle_levers, "dalle_rerank": view_dalle_rerank,
          "vqgan_clip": view_vqgan_clip, "vqgan_clip_levers": view_vqgan_clip_levers,
          "tokenizer_ceiling": view_tokenizer_ceiling, "judge_accuracy": view_judge_accuracy,
          "judge_audit": view_judge_audit, "clip": view_clip, "vq": view_vq,
