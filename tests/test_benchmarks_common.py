@@ -53,3 +53,22 @@ def test_every_levers_variant_can_be_named_on_the_command_line():
         for name in table:
             assert "," not in name, name
             assert chosen_variants(name, table) == [name]
+
+
+def test_rerank_likelihood_is_the_models_image_loss_summed():
+    # dalle_rerank scores a sample by log p(codes | caption): minus the image cross-entropy of
+    # MiniDALLE.loss, summed over the codes instead of averaged over the batch
+    import torch
+    from dalle_rerank import code_log_likelihood
+
+    from minit2i.dalle import DALLEConfig, MiniDALLE
+
+    torch.manual_seed(0)
+    model = MiniDALLE(DALLEConfig(num_codes=16, grid=3, dim=16, depth=1, n_heads=2)).eval()
+    text = torch.randint(1, model.config.text_vocab, (4, model.config.text_len))
+    codes = torch.randint(0, 16, (4, 3, 3))
+    with torch.no_grad():
+        image_loss = model.loss(text, codes)["image_loss"]
+    per_sample = code_log_likelihood(model, text, codes)
+    assert per_sample.shape == (4,)
+    torch.testing.assert_close(-per_sample.mean() / 9, image_loss, rtol=1e-5, atol=1e-6)
