@@ -43,6 +43,8 @@ K = 8
 DERIVED: dict[str, tuple[str, dict]] = {
     "clip_hn": ("train", {"hard_negatives": True}),
     "clip_wide": ("model", {"image_width": 32}),
+    # trained on what it will judge: the VQGAN's reconstructions of the scenes, not the renders
+    "clip_vqgan": ("train", {"images_through": "vqgan"}),
 }
 # re-ranker name -> what scores a (caption, sample): CLIPs (summed when several), or the DALL-E
 RERANKERS: dict[str, tuple[str, ...]] = {
@@ -51,6 +53,7 @@ RERANKERS: dict[str, tuple[str, ...]] = {
     "clip + clip_b": ("clip", "clip_b"),
     "CLIP trained with hard negatives": ("clip_hn",),
     "CLIP with a wider image encoder (32 channels)": ("clip_wide",),
+    "CLIP trained on the VQGAN's reconstructions": ("clip_vqgan",),
     "the DALL-E's likelihood log p(codes | caption)": ("dalle:likelihood",),
     "the DALL-E's PMI log p(codes | caption) - log p(codes)": ("dalle:pmi",),
 }

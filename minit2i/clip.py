@@ -38,6 +38,7 @@ from .shapes import (
     corrupt,
     render,
     to_float_image,
+    to_uint8_image,
 )
 from .text import Tokenizer
 from .train import OptimizerStep, batches_from, fit, param_groups
@@ -244,6 +245,8 @@ class CLIPTrain:
     weight_decay: float = 0.1
     augment: bool = False         # the image encoder sees random_crops of the images
     hard_negatives: bool = False  # each caption also brings a false one (shapes.corrupt)
+    images_through: str | None = None  # a zoo image tokenizer: the image encoder sees its
+                                       # reconstructions (codes, decoded) instead of renders
     n_eval: int = 500             # one-object val scenes for the zero-shot scores
     seed: int = 0                 # clip and clip_b differ only here
     log_every: int = 25
@@ -280,6 +283,8 @@ def train_clip(model: CLIP, train: CLIPTrain, device, preset: str | None = None)
     """The zoo's trainer: ``steps`` steps on Shapes scenes, then the chapter's measurements."""
     data = ShapesDataset("train", n=train.n_train, size=model.cfg.image_size, seed=train.seed)
     images, tokens, _ = data.tensors()
+    if train.images_through:
+        images = through_tokenizer(images, train.images_through, preset, device)
     groups = scene_ids(data)
     extra = (hard_negative_tokens(data, train.seed),) if train.hard_negatives else ()
     batches = batches_from(images, tokens, groups, *extra, batch_size=train.batch_size,
@@ -291,6 +296,18 @@ def train_clip(model: CLIP, train: CLIPTrain, device, preset: str | None = None)
                "curve_steps": [float(s) for s in hist.steps], "curve_loss": hist["loss"]}
     metrics.update(evaluate(model.eval(), n=train.n_eval))
     return metrics
+
+
+def through_tokenizer(images: torch.Tensor, tokenizer: str, preset: str | None, device,
+                      batch_size: int = 256) -> torch.Tensor:
+    """uint8 images (N, 3, H, W) as the zoo's ``tokenizer`` reconstructs them: encoded to codes
+    and decoded again (what a picture drawn in codes looks like), uint8, on the CPU."""
+    from .zoo import load_or_train
+
+    vq = load_or_train(tokenizer, preset, device=device, verbose=False).eval()  # may train
+    with torch.no_grad():
+        return torch.cat([to_uint8_image(vq.decode_indices(vq.encode(
+            to_float_image(x.to(device))))).cpu() for x in images.split(batch_size)])
 
 
 # ---------------------------------------------------------------------------------------------

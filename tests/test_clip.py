@@ -228,3 +228,20 @@ def test_random_crops_from_given_draws_equal_the_generators():
     assert torch.equal(random_crops(images, draws=draws), a)
     with pytest.raises(ValueError, match="draws for 2 views"):
         random_crops(images[:2], draws=draws)
+
+
+def test_through_tokenizer_is_the_tokenizers_reconstruction(cache):
+    # CLIPTrain(images_through=...) trains on what a tokenizer makes of the scenes: each image
+    # encoded to codes and decoded again, kept as uint8 like the renders it replaces
+    from minit2i.clip import through_tokenizer
+    from minit2i.shapes import to_float_image, to_uint8_image
+    from minit2i.zoo import load_or_train
+
+    images, _, _ = ShapesDataset("train", n=6, seed=3).tensors()
+    out = through_tokenizer(images, "vqvae", "smoke", "cpu", batch_size=4)
+    vq = load_or_train("vqvae", "smoke", device="cpu", verbose=False).eval()
+    with torch.no_grad():
+        expected = to_uint8_image(vq.decode_indices(vq.encode(to_float_image(images)))
+                                  .clamp(-1, 1))
+    assert out.dtype == torch.uint8 and out.shape == images.shape
+    assert torch.equal(out, expected)

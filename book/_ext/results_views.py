@@ -183,8 +183,8 @@ def view_dalle_rerank(data: dict) -> list[str]:
     clips = data.get("clips", {})
     made = "; ".join(f"`{k}`: " + (", ".join(f"{a} = {b}" for a, b in v["changes"].items())
                                     if v.get("changes") else "chapter 4's recipe")
-                     + ", trained in "
-                     f"{seconds(v.get('seconds'))}" for k, v in clips.items())
+                     + f", zero-shot shape accuracy {pct(v.get('zero_shot_shape'))}"
+                     for k, v in clips.items())
     return ([f"Best of {data.get('candidates', 8)}, re-ranked by whom? "
              "(`benchmarks/dalle_rerank.py`) Chapter 6's DALL-E draws "
              f"{data.get('candidates', 8)} samples for each of {data.get('n_prompts_each', '?')} "
@@ -193,7 +193,8 @@ def view_dalle_rerank(data: dict) -> list[str]:
              "when any of its samples is: the most a re-ranker could keep. Each figure is the "
              "fraction of prompts whose kept sample the judge finds right.", ""]
             + table(["re-ranker", "one object", "two objects"], rows)
-            + ([f"The CLIPs: {made}.", ""] if made else []))
+            + ([f"The CLIPs (their shape accuracy is on clean renders of one-object scenes): "
+                f"{made}.", ""] if made else []))
 
 
 def view_dalle_levers(data: dict) -> list[str]:
