@@ -222,7 +222,7 @@ def view_dalle_levers(data: dict) -> list[str]:
     trained = {k: v for k, v in variants.items() if k != "zoo"}
     if trained:
         lines += ["**Training choices at equal compute.** Each variant is trained with the same "
-                  "FLOPs (except \"2x compute\", trained with twice them) and "
+                  "FLOPs (except the \"... compute\" rows, trained with more) and "
                   "drawn with its best sampling; the validation loss is the image "
                   "tokens' cross-entropy (lower is better).", ""]
         rows, names, single, two, held = [], [], [], [], []
