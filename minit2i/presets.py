@@ -235,7 +235,8 @@ RECIPES: dict[str, dict[str, Recipe]] = {
     # wider model at the same compute drew no more two-object prompts right (the rows measured
     # on the current tokenizer). Twice the compute did (6,000 steps on 40,000 scenes: two
     # objects 0.55 against 0.42, six of the eight cpu targets met), but would take chapter 6's
-    # pipeline to about 28 minutes on the budget's laptop against its 20.
+    # pipeline to about 28 minutes on the budget's laptop against its 20; the 1.2x those 20
+    # minutes leave drew two objects 0.35.
     # The full preset has not been measured and uses the same sampling.
     "dalle": {
         "smoke": Recipe(DALLEConfig(num_codes=512, grid=8, dim=32, depth=1, n_heads=2),
