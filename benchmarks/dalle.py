@@ -38,13 +38,13 @@ def prompts_of(split: str, n_objects: int, n: int, seed: int = 7) -> list[str]:
     return [caption(ds.scene_and_caption(i)[0].described()) for i in range(n)]
 
 
-def pair_failures(images, prompts: list[str]) -> dict:
-    """What goes wrong in two-object drawings, by the judge: of the images with exactly two
-    objects but not the prompt's two shapes, how many have one shape right, none, or the same
-    shape twice (where the prompt's two differ)."""
+def pair_failures(judgements, prompts: list[str]) -> dict:
+    """What goes wrong in two-object drawings, from the judge's verdicts on them: of the images
+    with exactly two objects but not the prompt's two shapes, how many have one shape right,
+    none, or the same shape twice (where the prompt's two differ)."""
     out = Counter(wrong=0, one_shape_right=0, no_shape_right=0, same_shape_twice=0)
-    for image, prompt in zip(images, prompts):
-        scene, j = parse(prompt), judge(image)
+    for j, prompt in zip(judgements, prompts):
+        scene = parse(prompt)
         if len(j.objects) == 2 and not score(scene, j)["two_objects"]:
             want = Counter(o.shape for o in scene.objects)
             drawn = Counter(o.shape for o in j.objects)
@@ -54,12 +54,13 @@ def pair_failures(images, prompts: list[str]) -> dict:
     return dict(out)
 
 
-def found_by_size(images, prompts: list[str]) -> dict:
+def found_by_size(judgements, prompts: list[str]) -> dict:
     """How often each object a prompt asks for is in the image (its shape in its colour,
-    anywhere), for small and large objects apart, with how many of each were asked for."""
+    anywhere, by the judge's verdicts), for small and large objects apart, with how many of
+    each were asked for."""
     wanted, found = Counter(), Counter()
-    for image, prompt in zip(images, prompts):
-        got = judge(image).objects
+    for j, prompt in zip(judgements, prompts):
+        got = j.objects
         for o in parse(prompt).objects:
             wanted[o.size] += 1
             found[o.size] += any(g.shape == o.shape and g.color == o.color for g in got)
@@ -120,11 +121,12 @@ def main() -> None:
         scores[name] = {k: round(v, 4) for k, v in s.items() if isinstance(v, float)}
         # how many objects the judge found in each image: what a failure is (one object too
         # many or too few, or the right number drawn wrong)
-        found = Counter(len(judge(image).objects) for image in images)
+        judgements = [judge(image) for image in images]
+        found = Counter(len(j.objects) for j in judgements)
         objects_found[name] = {str(k): found[k] for k in sorted(found)}
-        by_size[name] = found_by_size(images, prompts)
+        by_size[name] = found_by_size(judgements, prompts)
         if name == "two_objects":
-            failures = pair_failures(images, prompts)
+            failures = pair_failures(judgements, prompts)
     result = {
         "method": "dalle", "preset": preset, "device": device_name(),
         "image_model": model.metrics["image_tokenizer"], "n_prompts_each": args.n,

@@ -27,15 +27,14 @@ from pathlib import Path
 
 import common
 from common import write_record
+from dalle import prompts_of  # the prompts benchmarks/dalle.py draws
 from torch.utils.flop_counter import FlopCounterMode
 
 from minit2i import presets, zoo
 from minit2i.config import device_name, get_device, preset_name, seeded
 from minit2i.dalle import MiniDALLE, Sampling, draw, shapes_tokens, train_dalle
 from minit2i.dalle_encdec import EncDecConfig, EncoderDecoderDALLE
-from minit2i.data import ShapesDataset
 from minit2i.eval import judge, shapes_eval
-from minit2i.shapes import caption
 from minit2i.vq import VQVAE, train_vqvae
 
 OUT = Path(__file__).parent / "results" / "dalle_levers.json"
@@ -91,11 +90,6 @@ SAMPLINGS = {"T=1": Sampling(), "T=0.7": Sampling(temperature=0.7),
              "T=0.3, guidance 3, plausible 0.3": Sampling(0.3, guidance=3.0, plausible=0.3),
              "T=0.3, guidance 5, plausible 0.3": Sampling(0.3, guidance=5.0, plausible=0.3),
              "greedy, guidance 3, plausible 0.1": Sampling(0.0, guidance=3.0, plausible=0.1)}
-
-
-def prompts_of(split: str, n_objects: int, n: int, seed: int = 7) -> list[str]:
-    ds = ShapesDataset(split, n, seed=seed, n_objects=n_objects)
-    return [caption(ds.scene_and_caption(i)[0].described()) for i in range(n)]
 
 
 def task_scores(kind: str, sc: dict) -> dict:

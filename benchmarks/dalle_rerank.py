@@ -26,14 +26,14 @@ from pathlib import Path
 import common
 import torch
 from common import write_record
+from dalle import prompts_of  # the prompts benchmarks/dalle.py draws
 
 from minit2i import presets, zoo
 from minit2i.clip import CLIP, train_clip
 from minit2i.config import autocast, device_name, get_device, preset_name
 from minit2i.dalle import clip_scores, sample_codes
-from minit2i.data import ShapesDataset
 from minit2i.eval import judge, score
-from minit2i.shapes import caption, parse
+from minit2i.shapes import parse
 from minit2i.text import Tokenizer
 
 OUT = Path(__file__).parent / "results" / "dalle_rerank.json"
@@ -57,11 +57,6 @@ RERANKERS: dict[str, tuple[str, ...]] = {
     "the DALL-E's likelihood log p(codes | caption)": ("dalle:likelihood",),
     "the DALL-E's PMI log p(codes | caption) - log p(codes)": ("dalle:pmi",),
 }
-
-
-def prompts_of(split: str, n_objects: int, n: int, seed: int = 7) -> list[str]:
-    ds = ShapesDataset(split, n, seed=seed, n_objects=n_objects)
-    return [caption(ds.scene_and_caption(i)[0].described()) for i in range(n)]
 
 
 def register_derived(name: str) -> None:
