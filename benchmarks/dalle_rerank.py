@@ -27,9 +27,9 @@ import common
 import torch
 from common import write_record
 from dalle import prompts_of  # the prompts benchmarks/dalle.py draws
+from vqgan_clip_levers import DERIVED, register_derived
 
 from minit2i import presets, zoo
-from minit2i.clip import CLIP, train_clip
 from minit2i.config import autocast, device_name, get_device, preset_name
 from minit2i.dalle import clip_scores, sample_codes
 from minit2i.eval import judge, score
@@ -39,13 +39,15 @@ from minit2i.text import Tokenizer
 OUT = Path(__file__).parent / "results" / "dalle_rerank.json"
 K = 8
 
-# CLIPs made here from chapter 4's "clip" recipe: name -> ("model" or "train", changed fields)
-DERIVED: dict[str, tuple[str, dict]] = {
-    "clip_hn": ("train", {"hard_negatives": True}),
-    "clip_wide": ("model", {"image_width": 32}),
+# CLIPs made here from chapter 4's "clip" recipe, registered as vqgan_clip_levers registers its
+# guides: name -> the CLIPTrain fields changed ("model": the CLIPConfig fields)
+CLIPS: dict[str, dict] = {
+    "clip_hn": {"hard_negatives": True},
+    "clip_wide": {"model": {"image_width": 32}},
     # trained on what it will judge: the VQGAN's reconstructions of the scenes, not the renders
-    "clip_vqgan": ("train", {"images_through": "vqgan"}),
+    "clip_vqgan": {"images_through": "vqgan"},
 }
+DERIVED.update(CLIPS)
 # re-ranker name -> what scores a (caption, sample): CLIPs (summed when several), or the DALL-E
 RERANKERS: dict[str, tuple[str, ...]] = {
     "chapter 4's CLIP": ("clip",),
@@ -57,17 +59,6 @@ RERANKERS: dict[str, tuple[str, ...]] = {
     "the DALL-E's likelihood log p(codes | caption)": ("dalle:likelihood",),
     "the DALL-E's PMI log p(codes | caption) - log p(codes)": ("dalle:pmi",),
 }
-
-
-def register_derived(name: str) -> None:
-    """Register one of DERIVED as a zoo model, so that it trains once and is cached."""
-    if name in DERIVED and name not in presets.RECIPES:
-        part, changes = DERIVED[name]
-        presets.RECIPES[name] = {
-            p: presets.Recipe(r.model.replace(**changes) if part == "model" else r.model,
-                              r.train.replace(**changes) if part == "train" else r.train)
-            for p, r in presets.RECIPES["clip"].items()}
-        zoo.register(name, zoo.ModelSpec(CLIP, train_clip))
 
 
 @torch.no_grad()
@@ -115,7 +106,8 @@ def main() -> None:
         register_derived(name)
         clips[name] = zoo.load_or_train(name, preset, device=device, verbose=False).eval()
         m = clips[name].metrics
-        clip_info[name] = {"changes": DERIVED.get(name, ("recipe", {}))[1],
+        changes = dict(CLIPS.get(name, {}))
+        clip_info[name] = {"changes": {**changes.pop("model", {}), **changes},
                            "seconds": round(m.get("seconds", 0.0), 1),
                            "zero_shot_shape": round(m.get("zero_shot_shape", 0.0), 4),
                            "parameters": sum(p.numel() for p in clips[name].parameters())}

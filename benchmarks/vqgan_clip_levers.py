@@ -79,7 +79,9 @@ VARIANTS: dict[str, dict] = {
     "guide trained on crops and hard negatives (3x steps)": {"guide": ("clip_crops_hn_3x",)},
 }
 
-# CLIPs made here from the "clip" recipe: name -> the CLIPTrain fields changed
+# CLIPs made here from the "clip" recipe: name -> the CLIPTrain fields changed ("model": the
+# CLIPConfig fields changed; "steps_factor": the steps multiplied). benchmarks/dalle_rerank.py
+# adds its re-ranking CLIPs here.
 DERIVED: dict[str, dict] = {
     "clip_c": {"seed": 2},                     # scores the searches that climb clip and clip_b
     "clip_crops": {"augment": True},
@@ -111,8 +113,10 @@ def register_derived(name: str) -> None:
     if name in DERIVED and name not in presets.RECIPES:
         changes = dict(DERIVED[name])
         factor = changes.pop("steps_factor", 1)
+        model = changes.pop("model", {})
         presets.RECIPES[name] = {
-            p: presets.Recipe(r.model, r.train.replace(steps=r.train.steps * factor, **changes))
+            p: presets.Recipe(r.model.replace(**model),
+                              r.train.replace(steps=r.train.steps * factor, **changes))
             for p, r in presets.RECIPES["clip"].items()}
         zoo.register(name, zoo.ModelSpec(CLIP, train_clip))
 
